@@ -1,0 +1,888 @@
+"""End to end: AMQP ingest → MASH intake store, beside a bare JOSE + AMQP pipeline, one run.
+
+Run against the RabbitMQ on loopback (guest/guest, management API on 15672)::
+
+    .venv/bin/python bench/bench_pipeline.py                 # SQLite; 2-5 minutes
+    .venv/bin/python bench/bench_pipeline.py --database-url postgresql://postgres@127.0.0.1/postgres
+    .venv/bin/python bench/bench_pipeline.py --rounds 5 --events 2000 --json out.json
+    .venv/bin/python bench/bench_pipeline.py --without-triage   # diagnostic, see below
+
+Both paths carry the same messages: native police JSON records (``missing_report``, the
+scenario's first report padded to 2,048 bytes, each about a child of its own), published
+with confirms to a RabbitMQ ingest queue, each causing one event sealed for two recipients.
+
+- **Broker**: the real service (``broker.runtime.Runtime``: ingest worker, outbox relay,
+  MASH intake consumer with its triage, audit checkpoints) over a temporary database, with
+  ``bench/agreement.yaml`` (each event goes to the MASH and to children's services).
+  An event is done when its MASH alert's transaction has committed in the intake store
+  (observed with SQLAlchemy session events).
+- **Bare**: the same hops with no database at all: consume the native message, parse it
+  with the police adapter, sign and encrypt the event for each of the two recipients with
+  joserfc (registries built once), publish both with confirms (bare aio-pika), ack; a
+  second consumer decrypts and verifies the MASH copy with joserfc and acks. An event is
+  done when that ack is sent. No policy, outbox, audit, inbox or replay store.
+
+The second recipient's queue is consumed by no one here; it is emptied between
+measurements (a partner consumes it on its own machine).
+
+- **Throughput**: ``--rounds`` rounds; in each, ``--events`` messages are put on the
+  ingest queue first, then that path's consumers start. The sustained rate is the
+  completions between 10% and 90% of the backlog over the time between them (start-up
+  and tail excluded). Rounds alternate bare and broker, so that both meet the machine's
+  load of the moment; the ratio is the median of the rounds' ratios.
+- **Latency**: ``--rate`` messages a second (paced) for ``--duration`` seconds after a
+  ``--warmup`` whose samples are dropped, bare first, then broker; latency runs from just
+  before the publish of the native message to the commit of its alert (broker) or the
+  ack of its opened copy (bare).
+
+``--without-triage`` skips the MASH intake's triage (linking the child, folding the
+episode, clocks, scoring) to show what the rest of the path costs; it is not the real
+path and its figures are labelled so.
+
+Each run uses a fresh RabbitMQ virtual host, fresh keys and a temporary database (a file
+in a temporary directory, or a ``mash_bench_<random>`` database on the PostgreSQL server
+given), all removed at the end. Exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+# Run from a checkout without installing: the repository root is the import root.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import aio_pika  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+from aio_pika.abc import AbstractIncomingMessage  # noqa: E402
+from joserfc import jwe, jws  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from adapters import AdapterContext, get_adapter  # noqa: E402
+from broker.demokeys import ensure_demo_keys  # noqa: E402
+from broker.intake.consumer import IntakeConsumer  # noqa: E402
+from broker.keys import ENCRYPTION_ALG, SIGNING_ALG, KeyRegistry, PartyKeys  # noqa: E402
+from broker.logging import configure_logging  # noqa: E402
+from broker.models import MashAlert  # noqa: E402
+from broker.policy import load_agreement  # noqa: E402
+from broker.runtime import ALL_PARTS, Runtime  # noqa: E402
+from broker.samples import render_all  # noqa: E402
+from broker.service import Service  # noqa: E402
+from broker.settings import AmqpSettings, CryptoSettings, DatabaseSettings, Settings  # noqa: E402
+from broker.topology import INGEST_EXCHANGE, ensure_topology, ingest_routing_key  # noqa: E402
+from schemas.common import make_test_nhs_number  # noqa: E402
+
+AGREEMENT = ROOT / "bench" / "agreement.yaml"
+SENDER = "tvp-police"
+SERVICE_PARTY = "wam-broker"
+RECIPIENTS = ("wam-mash", "wam-childrens-services")
+#: The broker's queue for the second recipient, which no one consumes in this benchmark.
+PARTNER_QUEUE = "partner.wam-childrens-services"
+MESSAGE_BYTES = 2048
+#: The parts of the service the broker path runs (the HTTP API, if any, is not needed).
+PARTS = tuple(p for p in ALL_PARTS if p in {"ingest", "relay", "intake", "checkpoints"})
+
+TARGET_RATIO = 0.8
+TARGET_P99_MS = 50.0
+
+
+# --------------------------------------------------------------------------- messages
+
+
+_FORENAMES = ("Ellie", "Jaden", "Maisie", "Tomasz", "Aaliyah", "Rory", "Keira", "Dev")
+_SURNAMES = ("Pellington", "Ashcombe", "Marlow", "Quennell", "Brightwater", "Okonedo")
+
+
+def native_messages(count: int, run: str, first: int = 0) -> list[bytes]:
+    """``count`` police missing reports of about 2 KB, each with its own record id.
+
+    The record id decides the event id, so every message is a new event (no dedup).
+    """
+    template = json.loads(render_all(1)["police/episode-01-reported.json"])
+    template["report"]["risk_grade"] = "MEDIUM"
+
+    def render(n: int, note: str) -> bytes:
+        record = json.loads(json.dumps(template))
+        record["record_id"] = f"BENCH-{run}-{n:06d}-R"
+        record["episode_ref"] = f"BENCH-{run}-{n:06d}"
+        # A child of its own for each event, as in a real stream: the MASH intake links
+        # children and counts their episodes, and one child with thousands of episodes
+        # would measure something else.
+        person = record["missing_person"]
+        person["forenames"] = _FORENAMES[n % len(_FORENAMES)]
+        person["surname"] = _SURNAMES[(n // len(_FORENAMES)) % len(_SURNAMES)]
+        person["nhs_number"] = make_test_nhs_number(n)
+        person["police_person_ref"] = f"TVP/P/{n:06d}"
+        # Name and date of birth together stay unique for 34,800 messages, so no two
+        # children look alike (which would open link reviews for a person to settle).
+        person["date_of_birth"] = (date(2009, 1, 1) + timedelta(days=n % 5800)).isoformat()
+        record["report"]["circumstances"] = note
+        return (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode()
+
+    base = template["report"]["circumstances"]
+    filler = " Seen near the river path with two older youths; phone off since."
+    note = base
+    while len(render(0, note + filler)) <= MESSAGE_BYTES:
+        note += filler
+    short = MESSAGE_BYTES - len(render(0, note))
+    note += filler[:short]
+    return [render(n, note) for n in range(first, first + count)]
+
+
+def event_ids(messages: list[bytes]) -> list[uuid.UUID]:
+    """The event id each message causes (one event per missing report)."""
+    adapter = get_adapter("police")
+    context = AdapterContext(source_agency=SENDER, now=datetime.now(UTC))
+    ids = []
+    for raw in messages:
+        (event,) = adapter.parse(raw, context)
+        ids.append(event.metadata.event_id)
+    return ids
+
+
+# --------------------------------------------------------------------------- RabbitMQ
+
+
+@dataclass(frozen=True)
+class Rabbit:
+    """Where RabbitMQ is, and a virtual host made for this run."""
+
+    amqp_base: str
+    management: str
+    vhost: str
+
+    @property
+    def url(self) -> str:
+        parts = urllib.parse.urlsplit(self.amqp_base)
+        return urllib.parse.urlunsplit(
+            (parts.scheme, parts.netloc, "/" + urllib.parse.quote(self.vhost, safe=""), "", "")
+        )
+
+    def _call(self, method: str, path: str, body: Any = None) -> None:
+        parts = urllib.parse.urlsplit(self.amqp_base)
+        user = urllib.parse.unquote(parts.username or "guest")
+        password = urllib.parse.unquote(parts.password or "guest")
+        auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request = urllib.request.Request(  # noqa: S310 - the operator's management URL
+            self.management.rstrip("/") + "/api" + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Basic {auth}", "content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30):  # noqa: S310 - as above
+            pass
+
+    @contextlib.contextmanager
+    def fresh_vhost(self) -> Iterator[None]:
+        quoted = urllib.parse.quote(self.vhost, safe="")
+        parts = urllib.parse.urlsplit(self.amqp_base)
+        user = urllib.parse.unquote(parts.username or "guest")
+        self._call("PUT", f"/vhosts/{quoted}", {})
+        try:
+            self._call(
+                "PUT",
+                f"/permissions/{quoted}/{urllib.parse.quote(user, safe='')}",
+                {"configure": ".*", "write": ".*", "read": ".*"},
+            )
+            yield
+        finally:
+            self._call("DELETE", f"/vhosts/{quoted}")
+
+
+async def purge(url: str, queues: list[str]) -> None:
+    """Empty queues nobody consumes here (the second recipient's), between measurements.
+
+    A real partner consumes its own queue on its own machine; left to grow here, the
+    queue would make RabbitMQ's work (and so the next measurement) depend on the order.
+    """
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        for name in queues:
+            with contextlib.suppress(aio_pika.exceptions.ChannelNotFoundEntity):
+                queue = await channel.declare_queue(name, passive=True)
+                await queue.purge()
+
+
+async def publish_all(
+    url: str, exchange_name: str, routing_key: str, messages: list[bytes], first: int = 0
+) -> None:
+    """Publish every message with pipelined confirms (the backlog for a throughput run)."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = (
+            channel.default_exchange
+            if exchange_name == ""
+            else await channel.get_exchange(exchange_name, ensure=False)
+        )
+        for start in range(0, len(messages), 500):
+            await asyncio.gather(
+                *(
+                    exchange.publish(
+                        _native(raw, first + start + i), routing_key=routing_key, mandatory=True
+                    )
+                    for i, raw in enumerate(messages[start : start + 500])
+                )
+            )
+
+
+async def publish_paced(
+    url: str,
+    *,
+    exchange_name: str,
+    routing_key: str,
+    messages: list[bytes],
+    rate: float,
+    first: int,
+) -> dict[int, float]:
+    """Publish at ``rate`` a second, confirms in the background; when each publish began."""
+    sent: dict[int, float] = {}
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = (
+            channel.default_exchange
+            if exchange_name == ""
+            else await channel.get_exchange(exchange_name, ensure=False)
+        )
+        pending: list[Awaitable[Any]] = []
+        start = time.perf_counter()
+        for i, raw in enumerate(messages):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            n = first + i
+            sent[n] = time.perf_counter()
+            pending.append(
+                asyncio.ensure_future(
+                    exchange.publish(_native(raw, n), routing_key=routing_key, mandatory=True)
+                )
+            )
+        await asyncio.gather(*pending)
+    return sent
+
+
+def _native(raw: bytes, n: int) -> aio_pika.Message:
+    return aio_pika.Message(
+        raw,
+        app_id=SENDER,
+        message_id=f"native-{n}",
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Throughput:
+    """A backlog drained: how fast, sustained and overall, and at what CPU cost."""
+
+    events: int
+    sustained_per_s: float
+    overall_per_s: float
+    cpu_us_per_event: float
+    load_before: float
+    load_after: float
+
+
+@dataclass
+class Latency:
+    """Paced publishing: latency percentiles in milliseconds."""
+
+    rate: float
+    events: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    achieved_per_s: float
+    load_before: float
+    load_after: float
+
+
+@dataclass
+class PathResult:
+    """One path's figures: a throughput per round, and one latency run."""
+
+    name: str
+    rounds: list[Throughput] = field(default_factory=list)
+    latency: Latency | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sustained(self) -> float:
+        """The median sustained rate over the rounds."""
+        return statistics.median(t.sustained_per_s for t in self.rounds)
+
+    @property
+    def cpu_us(self) -> float:
+        """The median CPU time per event over the rounds."""
+        return statistics.median(t.cpu_us_per_event for t in self.rounds)
+
+
+def _throughput(done: list[float], started: float, cpu: float, load: float) -> Throughput:
+    done = sorted(done)
+    count = len(done)
+    low, high = int(count * 0.1), int(count * 0.9) - 1
+    sustained = (high - low) / (done[high] - done[low])
+    return Throughput(
+        events=count,
+        sustained_per_s=sustained,
+        overall_per_s=count / (done[-1] - started),
+        cpu_us_per_event=cpu / count * 1e6,
+        load_before=load,
+        load_after=os.getloadavg()[0],
+    )
+
+
+def _latency(
+    sent: dict[int, float], done: dict[int, float], warm: int, rate: float, load: float
+) -> Latency:
+    samples = sorted((done[n] - sent[n]) * 1000 for n in sent if n >= warm)
+    quantiles = statistics.quantiles(samples, n=100, method="inclusive")
+    measured = [n for n in sent if n >= warm]
+    span = max(done[n] for n in measured) - min(sent[n] for n in measured)
+    return Latency(
+        rate=rate,
+        events=len(samples),
+        p50_ms=quantiles[49],
+        p95_ms=quantiles[94],
+        p99_ms=quantiles[98],
+        max_ms=samples[-1],
+        achieved_per_s=len(measured) / span,
+        load_before=load,
+        load_after=os.getloadavg()[0],
+    )
+
+
+async def _wait_for(check: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what}: not finished within {within:.0f} s")
+        await asyncio.sleep(0.01)
+
+
+# --------------------------------------------------------------------------- bare pipeline
+
+
+class BarePipeline:
+    """The same hops with joserfc and aio-pika only: no database, policy, outbox or audit."""
+
+    INGEST = "bench.bare.ingest"
+    QUEUES: ClassVar[dict[str, str]] = {
+        "wam-mash": "bench.bare.mash",
+        "wam-childrens-services": "bench.bare.partner",
+    }
+
+    def __init__(self, url: str, keys_dir: Path, prefetch: int) -> None:
+        self._url = url
+        self._prefetch = prefetch
+        registry = KeyRegistry.load(keys_dir)
+        service = PartyKeys.load(keys_dir, SERVICE_PARTY, registry)
+        if service.signing is None:
+            raise SystemExit("the service party has no signing key")
+        self._signing = service.signing
+        self._verify_key = registry.get(self._signing.kid).public
+        self._encrypt_to = {party: registry.encryption_key(party) for party in RECIPIENTS}
+        mash = PartyKeys.load(keys_dir, "wam-mash", registry)
+        (self._decrypt,) = (key.key for key in mash.decryption.values())
+        self._jws = jws.JWSRegistry(algorithms=[SIGNING_ALG])
+        self._jwe = jwe.JWERegistry(algorithms=[ENCRYPTION_ALG, "A256GCM"])
+        self._adapter = get_adapter("police")
+        self.done: dict[int, float] = {}
+        self._connections: list[aio_pika.abc.AbstractConnection] = []
+
+    def seal(self, payload: bytes, party: str) -> str:
+        signed = jws.serialize_compact(
+            {"alg": SIGNING_ALG, "typ": "JWT", "kid": self._signing.kid},
+            payload,
+            self._signing.key,
+            registry=self._jws,
+        )
+        recipient = self._encrypt_to[party]
+        return jwe.encrypt_compact(
+            {"alg": ENCRYPTION_ALG, "enc": "A256GCM", "cty": "JWT", "kid": recipient.kid},
+            signed,
+            recipient.public,
+            registry=self._jwe,
+        )
+
+    def open(self, token: bytes) -> bytes:
+        signed = jwe.decrypt_compact(token, self._decrypt, registry=self._jwe).plaintext
+        if signed is None:
+            raise SystemExit("a bare token decrypted to nothing")
+        return jws.deserialize_compact(signed, self._verify_key, registry=self._jws).payload
+
+    def _claims(self, event_json: bytes, party: str, now: datetime) -> bytes:
+        iat = int(now.timestamp())
+        head = json.dumps(
+            {
+                "iss": SERVICE_PARTY,
+                "aud": party,
+                "iat": iat,
+                "exp": iat + 604800,
+                "jti": uuid.uuid4().hex,
+            },
+            separators=(",", ":"),
+        ).encode()
+        return head[:-1] + b',"event":' + event_json + b"}"
+
+    async def declare(self) -> None:
+        connection = await aio_pika.connect(self._url)
+        async with connection:
+            channel = await connection.channel()
+            for name in (self.INGEST, *self.QUEUES.values()):
+                await channel.declare_queue(
+                    name, durable=True, arguments={"x-queue-type": "quorum"}
+                )
+
+    async def start(self) -> None:
+        """Start both stages, each on connections of its own as the broker does."""
+        publishing = await aio_pika.connect(self._url)
+        consuming = await aio_pika.connect(self._url)
+        intake = await aio_pika.connect(self._url)
+        self._connections = [publishing, consuming, intake]
+        out = await publishing.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = out.default_exchange
+
+        async def on_ingest(message: AbstractIncomingMessage) -> None:
+            now = datetime.now(UTC)
+            events = self._adapter.parse(message.body, AdapterContext(SENDER, now=now))
+            n = message.message_id or ""
+            publishes = []
+            for event in events:
+                event_json = event.model_dump_json().encode()
+                for party, queue in self.QUEUES.items():
+                    token = self.seal(self._claims(event_json, party, now), party)
+                    publishes.append(
+                        exchange.publish(
+                            aio_pika.Message(
+                                token.encode("ascii"),
+                                message_id=f"{n}.{party}",
+                                content_type="application/jose",
+                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                type=event.event_type.value,
+                            ),
+                            routing_key=queue,
+                            mandatory=True,
+                        )
+                    )
+            await asyncio.gather(*publishes)
+            await message.ack()
+
+        async def on_mash(message: AbstractIncomingMessage) -> None:
+            self.open(message.body)
+            await message.ack()
+            n = int((message.message_id or "").split(".", 1)[0].rsplit("-", 1)[1])
+            self.done[n] = time.perf_counter()
+
+        for connection, queue, handler in (
+            (consuming, self.INGEST, on_ingest),
+            (intake, self.QUEUES["wam-mash"], on_mash),
+        ):
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=self._prefetch)
+            source = await channel.declare_queue(queue, passive=True)
+            await source.consume(handler)
+
+    async def stop(self) -> None:
+        for connection in self._connections:
+            await connection.close()
+        self._connections = []
+
+
+class BareHarness:
+    """Measures the bare pipeline: a backlog drained, or a paced run."""
+
+    def __init__(self, rabbit: Rabbit, keys_dir: Path, prefetch: int) -> None:
+        self._rabbit = rabbit
+        self.pipeline = BarePipeline(rabbit.url, keys_dir, prefetch)
+
+    async def setup(self) -> None:
+        await self.pipeline.declare()
+
+    async def throughput(self, messages: list[bytes], first: int) -> Throughput:
+        pipeline = self.pipeline
+        pipeline.done.clear()
+        await publish_all(self._rabbit.url, "", BarePipeline.INGEST, messages, first)
+        load = os.getloadavg()[0]
+        cpu = time.process_time()
+        started = time.perf_counter()
+        await pipeline.start()
+        await _wait_for(
+            lambda: len(pipeline.done) >= len(messages), 60 + len(messages) / 20, "bare backlog"
+        )
+        cpu = time.process_time() - cpu
+        await pipeline.stop()
+        return _throughput(list(pipeline.done.values()), started, cpu, load)
+
+    async def latency(self, messages: list[bytes], first: int, rate: float, warm: int) -> Latency:
+        pipeline = self.pipeline
+        pipeline.done.clear()
+        await pipeline.start()
+        load = os.getloadavg()[0]
+        sent = await publish_paced(
+            self._rabbit.url,
+            exchange_name="",
+            routing_key=BarePipeline.INGEST,
+            messages=messages,
+            rate=rate,
+            first=first,
+        )
+        await _wait_for(
+            lambda: len(pipeline.done) >= len(messages), 60 + len(messages) / 20, "bare paced"
+        )
+        await pipeline.stop()
+        return _latency(sent, pipeline.done, first + warm, rate, load)
+
+
+# --------------------------------------------------------------------------- broker path
+
+
+class AlertClock:
+    """When each MASH alert's transaction committed, by event id (session events)."""
+
+    def __init__(self, service: Service) -> None:
+        self.committed: dict[uuid.UUID, float] = {}
+        sa.event.listen(service.sessions, "after_flush", self._after_flush)
+        sa.event.listen(service.sessions, "after_commit", self._after_commit)
+        sa.event.listen(service.sessions, "after_rollback", self._after_rollback)
+
+    @staticmethod
+    def _after_flush(session: Session, _context: Any) -> None:
+        alerts = [obj.event_id for obj in session.new if isinstance(obj, MashAlert)]
+        if alerts:
+            session.info.setdefault("bench_alerts", []).extend(alerts)
+
+    def _after_commit(self, session: Session) -> None:
+        alerts = session.info.pop("bench_alerts", None)
+        if alerts:
+            now = time.perf_counter()
+            for event_id in alerts:
+                self.committed[event_id] = now
+
+    @staticmethod
+    def _after_rollback(session: Session) -> None:
+        session.info.pop("bench_alerts", None)
+
+
+def broker_settings(rabbit: Rabbit, db_url: str, keys_dir: Path, prefetch: int) -> Settings:
+    return Settings(
+        _env_file=None,
+        environment="development",
+        agreement_path=AGREEMENT,
+        amqp=AmqpSettings(url=SecretStr(rabbit.url), timeout_seconds=10, prefetch=prefetch),
+        database=DatabaseSettings(url=SecretStr(db_url)),
+        crypto=CryptoSettings(keys_dir=keys_dir, service_party=SERVICE_PARTY),
+    )
+
+
+class BrokerHarness:
+    """Measures the broker: the service's runtime started over a backlog, or paced."""
+
+    def __init__(self, rabbit: Rabbit, settings: Settings) -> None:
+        self._rabbit = rabbit
+        self._settings = settings
+        self.service = Service.load(settings)
+        self._clock = AlertClock(self.service)
+        self._route = ingest_routing_key("police")
+
+    async def setup(self) -> None:
+        await ensure_topology(self._settings.amqp, self.service.topology)
+
+    def close(self) -> None:
+        self.service.engine.dispose()
+
+    async def throughput(self, messages: list[bytes], first: int) -> Throughput:
+        ids = event_ids(messages)
+        committed = self._clock.committed
+        target = len(committed) + len(ids)
+        await publish_all(self._rabbit.url, INGEST_EXCHANGE, self._route, messages, first)
+        runtime = Runtime(self.service, PARTS)
+        load = os.getloadavg()[0]
+        cpu = time.process_time()
+        started = time.perf_counter()
+        await runtime.start()
+        try:
+            # Only this run's alerts commit meanwhile, so counting them is enough.
+            await _wait_for(
+                lambda: len(committed) >= target, 60 + len(messages) / 20, "broker backlog"
+            )
+            cpu = time.process_time() - cpu
+        finally:
+            await runtime.stop()
+        return _throughput([committed[i] for i in ids], started, cpu, load)
+
+    async def latency(self, messages: list[bytes], first: int, rate: float, warm: int) -> Latency:
+        ids = event_ids(messages)
+        committed = self._clock.committed
+        target = len(committed) + len(ids)
+        runtime = Runtime(self.service, PARTS)
+        await runtime.start()
+        try:
+            load = os.getloadavg()[0]
+            sent = await publish_paced(
+                self._rabbit.url,
+                exchange_name=INGEST_EXCHANGE,
+                routing_key=self._route,
+                messages=messages,
+                rate=rate,
+                first=first,
+            )
+            await _wait_for(
+                lambda: len(committed) >= target, 60 + len(messages) / 20, "broker paced"
+            )
+        finally:
+            await runtime.stop()
+        done = {first + k: committed[i] for k, i in enumerate(ids)}
+        return _latency(sent, done, first + warm, rate, load)
+
+
+def _broker_counts(service: Service) -> dict[str, Any]:
+    """Rows in the store after the run: proof that the real path did its work."""
+    counts: dict[str, Any] = {}
+    with service.engine.connect() as connection:
+        for table in ("mash_alert", "outbox", "audit_entry", "inbox", "raw_message"):
+            with contextlib.suppress(sa.exc.DBAPIError):
+                counts[table] = connection.execute(
+                    sa.text(f"SELECT count(*) FROM {table}")  # noqa: S608 - fixed names
+                ).scalar_one()
+    return counts
+
+
+# --------------------------------------------------------------------------- databases
+
+
+@contextlib.contextmanager
+def temporary_database(server_url: str | None, directory: Path) -> Iterator[str]:
+    """A fresh database: a SQLite file, or a new database on the PostgreSQL server given."""
+    if server_url is None:
+        yield f"sqlite:///{directory / 'bench.db'}"
+        return
+    name = f"mash_bench_{uuid.uuid4().hex[:10]}"
+    admin_url = sa.make_url(server_url).set(drivername="postgresql+psycopg")
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.1f}"
+
+
+def report(args: argparse.Namespace, backend: str, bare: PathResult, real: PathResult) -> bool:
+    """Print the tables and the verdicts; True when every target measured was met."""
+    paths = [p for p in (bare, real) if p.rounds]
+    print(
+        f"\n{platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, broker database {backend}; {args.rounds} rounds of "
+        f"{args.events} events each way; paced {args.rate:g}/s x {args.duration:g} s "
+        f"(+{args.warmup:g} s warm-up); prefetch {args.prefetch}"
+        + ("; WITHOUT the intake's triage (diagnostic)" if args.without_triage else "")
+    )
+    print(
+        "\n| round | path | sustained ev/s | overall ev/s | CPU µs/event | load before→after |\n"
+        "|---:|---|---:|---:|---:|---|"
+    )
+    for index in range(args.rounds):
+        for path in paths:
+            if index < len(path.rounds):
+                t = path.rounds[index]
+                print(
+                    f"| {index + 1} | {path.name} | {t.sustained_per_s:,.0f} | "
+                    f"{t.overall_per_s:,.0f} | {t.cpu_us_per_event:,.0f} | "
+                    f"{t.load_before:.2f}→{t.load_after:.2f} |"
+                )
+    print(
+        f"\n| path at {args.rate:g} ev/s | p50 ms | p95 ms | p99 ms | max ms | achieved ev/s "
+        "| load before→after |\n|---|---:|---:|---:|---:|---:|---|"
+    )
+    for path in paths:
+        lat = path.latency
+        if lat is not None:
+            print(
+                f"| {path.name} | {_ms(lat.p50_ms)} | {_ms(lat.p95_ms)} | {_ms(lat.p99_ms)} | "
+                f"{_ms(lat.max_ms)} | {lat.achieved_per_s:,.0f} | "
+                f"{lat.load_before:.2f}→{lat.load_after:.2f} |"
+            )
+    ok = True
+    ratio = None
+    if real.rounds:
+        print(f"\nbroker store after the run: {real.extra}")
+    if real.latency is not None:
+        p99_ok = real.latency.p99_ms <= TARGET_P99_MS
+        ok = ok and p99_ok
+        print(
+            f"broker p99 at {args.rate:g}/s: {real.latency.p99_ms:.1f} ms "
+            f"(target <= {TARGET_P99_MS:g} ms: {'met' if p99_ok else 'MISSED'})"
+        )
+    if real.rounds and bare.rounds:
+        ratios = [
+            r.sustained_per_s / b.sustained_per_s
+            for r, b in zip(real.rounds, bare.rounds, strict=True)
+        ]
+        ratio = statistics.median(ratios)
+        ratio_ok = ratio >= TARGET_RATIO
+        ok = ok and ratio_ok
+        print(
+            f"throughput broker/bare, median of rounds: {ratio:.2f}x "
+            f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}; "
+            f"medians {real.sustained:,.0f} / {bare.sustained:,.0f} ev/s; "
+            f"target >= {TARGET_RATIO}x: {'met' if ratio_ok else 'MISSED'})"
+        )
+        print(f"CPU per event, median: broker {real.cpu_us:,.0f} µs, bare {bare.cpu_us:,.0f} µs")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "backend": backend,
+                    "args": {k: v for k, v in vars(args).items() if k != "database_url"},
+                    "bare": asdict(bare),
+                    "broker": asdict(real),
+                    "ratio": ratio,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+    return ok
+
+
+async def run(args: argparse.Namespace) -> bool:
+    """Both paths, rounds interleaved, on a fresh virtual host and database; cleaned up."""
+    run_id = uuid.uuid4().hex[:8]
+    rabbit = Rabbit(args.amqp_url, args.management_url, f"mash-bench-{run_id}")
+    paced_count = int(args.rate * (args.duration + args.warmup))
+    warm = int(args.rate * args.warmup)
+    # The same payloads for both paths; each round and the paced run have their own.
+    backlogs = [
+        native_messages(args.events, run_id, first=r * args.events) for r in range(args.rounds)
+    ]
+    paced_first = args.rounds * args.events
+    paced = native_messages(paced_count, run_id, first=paced_first)
+    bare = PathResult("bare (joserfc + aio-pika)")
+    real = PathResult("broker (AMQP ingest → MASH intake)")
+    backend = "sqlite" if args.database_url is None else "postgresql"
+    with tempfile.TemporaryDirectory(prefix="mash-bench-") as tmp, rabbit.fresh_vhost():
+        directory = Path(tmp)
+        keys_dir = directory / "keys"
+        ensure_demo_keys(keys_dir, load_agreement(AGREEMENT), SERVICE_PARTY)
+        _log_to_file(args, directory)
+        with temporary_database(args.database_url, directory) as db_url:
+            bare_harness = BareHarness(rabbit, keys_dir, args.prefetch)
+            await bare_harness.setup()
+            broker = None
+            if args.only in (None, "broker"):
+                broker = BrokerHarness(
+                    rabbit, broker_settings(rabbit, db_url, keys_dir, args.prefetch)
+                )
+                await broker.setup()
+            try:
+                # Rounds alternate the paths, so both meet the machine's load of the moment.
+                unconsumed = [BarePipeline.QUEUES[RECIPIENTS[1]], PARTNER_QUEUE]
+                for r, messages in enumerate(backlogs):
+                    first = r * args.events
+                    if args.only in (None, "bare"):
+                        bare.rounds.append(await bare_harness.throughput(messages, first))
+                        await purge(rabbit.url, unconsumed)
+                    if broker is not None:
+                        real.rounds.append(await broker.throughput(messages, first))
+                        await purge(rabbit.url, unconsumed)
+                if args.only in (None, "bare"):
+                    bare.latency = await bare_harness.latency(paced, paced_first, args.rate, warm)
+                    await purge(rabbit.url, unconsumed)
+                if broker is not None:
+                    real.latency = await broker.latency(paced, paced_first, args.rate, warm)
+                    real.extra = _broker_counts(broker.service)
+            finally:
+                if broker is not None:
+                    broker.close()
+    return report(args, backend, bare, real)
+
+
+def _log_to_file(args: argparse.Namespace, directory: Path) -> None:
+    """The service logs as in production (JSON lines), into a file rather than the terminal."""
+    if args.log_level == "none":
+        configure_logging("error", json=True)
+        return
+    log_file = Path(args.log_file or directory / "broker.log").open("w")  # noqa: SIM115
+    saved, sys.stderr = sys.stderr, log_file
+    try:
+        configure_logging(args.log_level, json=True)
+    finally:
+        sys.stderr = saved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1000, help="backlog of each round")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per path")
+    parser.add_argument("--rate", type=float, default=200.0, help="paced events a second")
+    parser.add_argument("--duration", type=float, default=10.0, help="paced seconds measured")
+    parser.add_argument("--warmup", type=float, default=2.0, help="paced seconds not measured")
+    parser.add_argument("--prefetch", type=int, default=64, help="consumer prefetch")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server to make a temporary database on (default: SQLite file)",
+    )
+    parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser.add_argument("--management-url", default="http://127.0.0.1:15672")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["info", "warning", "none"],
+        help="service log level (JSON lines to a temporary file, as in production)",
+    )
+    parser.add_argument(
+        "--only", choices=["bare", "broker"], default=None, help="measure one path (profiling)"
+    )
+    parser.add_argument(
+        "--without-triage",
+        action="store_true",
+        help="diagnostic: skip the MASH intake's triage (linking, episodes, clocks, scoring) "
+        "to show what the rest of the path costs; not the real path",
+    )
+    parser.add_argument("--log-file", default=None, help="keep the service log here")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args()
+    if args.without_triage:
+        IntakeConsumer._triage = lambda *_args, **_kwargs: None  # type: ignore[method-assign]
+    ok = asyncio.run(run(args))
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m broker`` runs the command line."""
+
+from broker.cli import main
+
+main()

@@ -1,0 +1,176 @@
+"""What the API holds for its lifetime: the service, verifiers, limiters, stores, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from aio_pika.abc import AbstractConnection
+
+from broker.api.auth import (
+    AccountStore,
+    ClientAssertionVerifier,
+    LocalStaffVerifier,
+    StaffTokens,
+    StaffVerifier,
+)
+from broker.api.idempotency import IdempotencyStore
+from broker.api.metrics import ApiMetrics
+from broker.api.ratelimit import RateLimiter
+from broker.audit import AuditKind
+from broker.db import DbReplayStore, session_scope
+from broker.exceptions import BrokerError
+from broker.logging import get_logger
+from broker.messaging import AMQP_ERRORS, connect
+from broker.pipeline import Ingestor
+from broker.service import Service
+from broker.settings import ApiSettings
+
+__all__ = ["AMQP_PROBE_SECONDS", "PROBE_ERRORS", "ApiContext", "Refusal"]
+
+_log = get_logger("api")
+
+#: How long the readiness and metrics probes wait for RabbitMQ.
+AMQP_PROBE_SECONDS = 3.0
+#: What a RabbitMQ probe can fail with.
+PROBE_ERRORS: tuple[type[BaseException], ...] = (*AMQP_ERRORS, BrokerError)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One refused request, as the audit log records it: ids and codes only."""
+
+    reason: str
+    endpoint: str
+    request_id: str
+    party: str | None = None
+    actor: str | None = None
+    kid: str | None = None
+    claimed_party: str | None = None
+
+
+@dataclass
+class ApiContext:
+    """Everything the routes share; built once by ``create_app``."""
+
+    service: Service
+    assertions: ClientAssertionVerifier
+    staff: StaffVerifier
+    accounts: AccountStore
+    tokens: StaffTokens
+    ingestor: Ingestor
+    idempotency: IdempotencyStore
+    limiter: RateLimiter
+    login_limiter: RateLimiter
+    metrics: ApiMetrics
+    agreement_sha256: str
+    #: The AsyncAPI document, built on first request.
+    asyncapi: dict[str, Any] | None = None
+    _amqp: AbstractConnection | None = field(default=None, repr=False)
+    _amqp_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        service: Service,
+        *,
+        staff_verifier: StaffVerifier | None = None,
+        accounts: AccountStore | None = None,
+    ) -> ApiContext:
+        """Wire the API's parts from a loaded service.
+
+        Args:
+            service: the loaded service (agreement, keys, database).
+            staff_verifier: the deployment's identity provider; the local account store's
+                tokens when omitted.
+            accounts: the local account store (e.g. with a cheaper hasher in tests).
+        """
+        api = service.settings.api
+        crypto = service.settings.crypto
+        assertions = ClientAssertionVerifier(
+            service.registry,
+            [party.id for party in service.agreement.parties],
+            DbReplayStore(service.engine),
+            max_lifetime=timedelta(seconds=api.assertion_max_lifetime_seconds),
+            clock_skew=timedelta(seconds=min(crypto.clock_skew_seconds, 60)),
+        )
+        store = accounts or AccountStore(service.sessions)
+        tokens = StaffTokens(
+            service.service_keys.signing,
+            service.registry,
+            crypto.service_party,
+            lifetime=timedelta(seconds=api.staff_token_lifetime_seconds),
+        )
+        return cls(
+            service=service,
+            assertions=assertions,
+            staff=staff_verifier or LocalStaffVerifier(tokens, store),
+            accounts=store,
+            tokens=tokens,
+            ingestor=Ingestor(service),
+            idempotency=IdempotencyStore(
+                service.sessions, ttl=timedelta(seconds=api.idempotency_ttl_seconds)
+            ),
+            limiter=RateLimiter(api.rate_per_second, api.rate_burst),
+            # Password guessing: a handful of attempts a minute from one address.
+            login_limiter=RateLimiter(5 / 60, 10),
+            metrics=ApiMetrics(service),
+            agreement_sha256=_sha256_of(service.settings.agreement_path),
+        )
+
+    @property
+    def settings(self) -> ApiSettings:
+        """The API settings."""
+        return self.service.settings.api
+
+    @property
+    def tls(self) -> bool:
+        """Whether this process serves TLS itself (HSTS and Secure cookies follow)."""
+        return self.settings.tls_certfile is not None
+
+    def audit_refusal(self, refusal: Refusal) -> None:
+        """Record a refused request in the audit chain (blocking; call in a thread)."""
+        pairs = [f"endpoint={refusal.endpoint}", f"request_id={refusal.request_id}"]
+        if refusal.kid:
+            pairs.append(f"kid={refusal.kid}")
+        if refusal.claimed_party:
+            pairs.append(f"claimed_party={refusal.claimed_party}")
+        with session_scope(self.service.sessions) as session:
+            self.service.audit.append(
+                session,
+                kind=AuditKind.REJECTED,
+                reason=f"auth.{refusal.reason}",
+                party=refusal.party,
+                actor=refusal.actor,
+                detail=" ".join(pairs),
+            )
+
+    async def amqp(self) -> AbstractConnection:
+        """A connection for probes (readiness, queue depths), opened on first use.
+
+        Raises:
+            TransportError: RabbitMQ cannot be reached in time.
+        """
+        async with self._amqp_lock:
+            if self._amqp is None or self._amqp.is_closed:
+                self._amqp = await connect(
+                    self.service.settings.amqp, name="api probes", within=AMQP_PROBE_SECONDS
+                )
+            return self._amqp
+
+    async def aclose(self) -> None:
+        """Close the probe connection."""
+        if self._amqp is not None and not self._amqp.is_closed:
+            try:
+                await self._amqp.close()
+            except PROBE_ERRORS:  # pragma: no cover - best effort at shutdown
+                _log.warning("amqp_close_failed")
+        self._amqp = None
+
+
+def _sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

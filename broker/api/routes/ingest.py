@@ -1,0 +1,190 @@
+"""``POST /v1/ingest/{adapter}``: a partner's native message into the pipeline, synchronously.
+
+Order of checks, cheapest and least trusting first: the partner's client assertion; the
+agreement's list of adapters for that partner; the rate limit; the declared size; the
+``Idempotency-Key``; then the body is read, counted as it streams in, and only then
+parsed, in a worker thread, by ``Ingestor.ingest``. The answer comes once the events, the
+audit entries and the outbox rows are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from adapters import ADAPTER_NAMES, AdapterError, get_adapter
+from broker.api.auth import AccessDenied, PartnerIdentity
+from broker.api.context import ApiContext
+from broker.api.deps import get_context, refuse, require_partner
+from broker.api.errors import ERROR_RESPONSES, ErrorBody, ProblemBody, error_response
+from broker.api.idempotency import KEY_PATTERN, ClaimState, request_digest
+from broker.api.middleware import BodyTooLarge
+from broker.exceptions import BrokerError
+from broker.pipeline import IngestResult
+
+__all__ = ["IngestAccepted", "router"]
+
+router = APIRouter(tags=["ingest"])
+
+_ADAPTER_PATTERN = "^(" + "|".join(ADAPTER_NAMES) + ")$"
+
+
+class IngestAccepted(BaseModel):
+    """The message was translated and everything it causes is stored."""
+
+    status: str = Field(default="accepted", description="Always `accepted`.")
+    event_ids: list[UUID] = Field(description="The canonical events the message became.")
+    duplicate: bool = Field(
+        description="The same bytes were already received from this party; nothing was done "
+        "again (and `event_ids` is empty)."
+    )
+
+
+def body_limit_for(context: ApiContext, adapter: str) -> int:
+    """The largest body the API accepts for ``adapter``: its own limit or the API's."""
+    return min(get_adapter(adapter).max_bytes, context.settings.max_body_bytes)
+
+
+@router.post(
+    "/v1/ingest/{adapter}",
+    name="ingest",
+    status_code=202,
+    response_model=IngestAccepted,
+    summary="Send one native message (police JSON, HL7 v2, FHIR, Paris CSV or XML)",
+    responses={
+        **ERROR_RESPONSES,
+        409: {"model": ErrorBody, "description": "The first request with this key is running."},
+        413: {"model": ErrorBody, "description": "The body is over the size limit."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The native message, exactly as the partner system writes it.",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/fhir+json": {"schema": {"type": "object"}},
+                "x-application/hl7-v2+er7": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+                "application/xml": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def ingest(
+    request: Request,
+    adapter: Annotated[str, Path(pattern=_ADAPTER_PATTERN, description="The message format.")],
+    partner: Annotated[PartnerIdentity, Depends(require_partner)],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=255,
+            description="Makes a retry return the first answer without a second effect.",
+        ),
+    ] = None,
+) -> JSONResponse:
+    """Translate the message at once; answer 202 with its event ids once they are durable."""
+    context = get_context(request)
+    party = context.service.agreement.party(partner.party)
+    if party is None or adapter not in party.ingest_adapters:
+        raise await refuse(
+            request,
+            AccessDenied(
+                "adapter_not_allowed",
+                f"party {partner.party} may not ingest through {adapter}",
+                party=partner.party,
+            ),
+        )
+    try:
+        context.limiter.take(partner.party)
+    except BrokerError:
+        context.metrics.rate_limited.labels(partner.party).inc()
+        raise
+    if idempotency_key is not None and not KEY_PATTERN.match(idempotency_key):
+        return error_response(
+            request,
+            422,
+            "request_invalid",
+            "the request is invalid",
+            problems=[ProblemBody(location="header.Idempotency-Key", reason="not 1-255 printable")],
+        )
+    raw = await _read_body(request, body_limit_for(context, adapter))
+    if idempotency_key is None:
+        status, body = await _ingest(context, adapter, raw, partner.party)
+        return _answer(request, status, body)
+    return await _idempotent(
+        request, context, adapter=adapter, raw=raw, party=partner.party, key=idempotency_key
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _ingest(context: ApiContext, adapter: str, raw: bytes, party: str) -> tuple[int, str]:
+    """Run the pipeline; the answer's status and JSON body (errors other than 422 raise)."""
+    result: IngestResult = await asyncio.to_thread(context.ingestor.ingest, adapter, raw, party)
+    if result.rejected:
+        body = {
+            "error": AdapterError.code,
+            "message": "the message is invalid",
+            "request_id": None,
+            "problems": [{"location": p.location, "reason": p.reason} for p in result.problems],
+        }
+        return 422, json.dumps(body)
+    accepted = IngestAccepted(event_ids=list(result.event_ids), duplicate=result.duplicate)
+    return 202, accepted.model_dump_json()
+
+
+async def _idempotent(
+    request: Request, context: ApiContext, *, adapter: str, raw: bytes, party: str, key: str
+) -> JSONResponse:
+    store = context.idempotency
+    claim = await asyncio.to_thread(store.claim, party, key, request_digest(adapter, raw))
+    if claim.state is ClaimState.REPLAY:
+        return _answer(request, claim.status_code or 500, claim.body or "{}", replayed=True)
+    if claim.state is ClaimState.MISMATCH:
+        return error_response(
+            request,
+            422,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request",
+        )
+    if claim.state is ClaimState.IN_PROGRESS:
+        return error_response(
+            request,
+            409,
+            "idempotency_key_in_use",
+            "the first request with this Idempotency-Key is still being processed",
+        )
+    try:
+        status, body = await _ingest(context, adapter, raw, party)
+    except BaseException:
+        await asyncio.to_thread(store.release, party, key)
+        raise
+    await asyncio.to_thread(store.complete, party, key, status, body)
+    return _answer(request, status, body)
+
+
+def _answer(request: Request, status: int, body: str, *, replayed: bool = False) -> JSONResponse:
+    content = json.loads(body)
+    if "request_id" in content:
+        content["request_id"] = getattr(request.state, "request_id", None)
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return JSONResponse(content, status_code=status, headers=headers)

@@ -1,0 +1,116 @@
+"""Group commit: what concurrent handlers submit while one batch runs becomes the next batch.
+
+A consumer handles up to its prefetch of deliveries at once; committing each one in a
+transaction of its own costs a disk flush per message and, on SQLite, a fight for the
+single write lock. A ``Batcher`` gathers the items its callers submit, runs them through
+one blocking ``work`` call (one transaction) in a worker thread, and hands each caller
+its own outcome. Only one batch runs at a time, so under load the next batch is simply
+everything that arrived meanwhile (no timer, no added latency when idle), and each caller
+learns its outcome only after ``work`` returned: after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+from broker.logging import get_logger
+
+__all__ = ["Batcher"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_log = get_logger("batching")
+
+
+class Batcher(Generic[T, R]):
+    """Runs ``work`` over batches of submitted items, one batch at a time, in a thread.
+
+    ``work`` receives the items in submission order and returns one outcome per item, in
+    the same order: a result, or an exception instance, which ``submit`` raises to that
+    item's caller alone. An exception escaping ``work`` is raised to every caller of the
+    batch.
+    """
+
+    def __init__(
+        self,
+        work: Callable[[Sequence[T]], Sequence[R | BaseException]],
+        *,
+        max_size: int = 64,
+        name: str = "batch",
+    ) -> None:
+        """Prepare a batcher.
+
+        Args:
+            work: blocking; processes a batch (one transaction) and returns the outcomes.
+            max_size: the most items given to one ``work`` call.
+            name: names the batcher in logs.
+        """
+        if max_size < 1:
+            raise ValueError("max_size must be at least 1")
+        self._work = work
+        self._max_size = max_size
+        self._name = name
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._runner: asyncio.Task[None] | None = None
+        # A thread of its own: in the shared default pool the commit would queue behind
+        # whatever else waits there (translating and sealing the next messages, say).
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    async def submit(self, item: T) -> R:
+        """Add ``item`` to the next batch and wait for its outcome.
+
+        Raises:
+            BaseException: the exception ``work`` gave for this item, or raised for the batch.
+        """
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._drain(), name=f"{self._name} batcher")
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            taken = self._pending[: self._max_size]
+            del self._pending[: self._max_size]
+            # A caller that gave up (its delivery was abandoned at shutdown) is not processed:
+            # the message returns to its queue and is handled again later.
+            live = [(item, future) for item, future in taken if not future.done()]
+            if live:
+                await self._run([item for item, _ in live], [future for _, future in live])
+
+    async def _run(self, items: list[T], futures: list[asyncio.Future[R]]) -> None:
+        try:
+            outcomes = await asyncio.get_running_loop().run_in_executor(
+                self._thread, self._work, items
+            )
+        except asyncio.CancelledError:
+            # Shutting down: nobody will hear of this batch, so its callers must not wait.
+            for future in futures + [future for _, future in self._pending]:
+                future.cancel()
+            self._pending.clear()
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
+            _log.warning(
+                "batch_failed", batcher=self._name, size=len(items), error=type(exc).__name__
+            )
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        if len(outcomes) != len(items):
+            error = RuntimeError(f"{self._name}: {len(outcomes)} outcomes for {len(items)} items")
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for future, outcome in zip(futures, outcomes, strict=True):
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)

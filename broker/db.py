@@ -1,0 +1,401 @@
+"""Database engines, sessions, migrations and the database replay store."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, SQLModel
+
+from broker.exceptions import ConfigurationError, ReplayDetected, TransportError
+from broker.models import utc_now
+from broker.settings import Settings
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "DbReplayStore",
+    "WriteGate",
+    "current_revision",
+    "downgrade",
+    "engine_from_settings",
+    "make_engine",
+    "make_sessionmaker",
+    "migrate",
+    "normalise_url",
+    "remember_jti",
+    "remember_jtis",
+    "session_scope",
+    "write_gate",
+]
+
+#: The alembic scripts (``env.py`` and ``versions/``) at the project root.
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+#: How long a SQLite writer waits for the write lock before giving up, in milliseconds.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Seconds to wait for a PostgreSQL connection.
+PG_CONNECT_TIMEOUT_S = 10
+#: Advisory lock key that serialises concurrent ``migrate`` calls on PostgreSQL ("mash").
+_MIGRATE_LOCK_KEY = 0x6D617368
+
+
+def normalise_url(url: str | URL) -> URL:
+    """Parse a database URL, steering every PostgreSQL spelling to psycopg 3.
+
+    ``postgres://``, ``postgresql://`` and ``postgresql+psycopg2://`` all become
+    ``postgresql+psycopg://``; SQLite URLs are kept as given.
+
+    Raises:
+        ConfigurationError: the URL does not parse or names an unsupported database.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigurationError("database.url: not a valid database URL") from exc
+    backend = parsed.get_backend_name()
+    if backend in {"postgres", "postgresql"}:
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        return parsed
+    raise ConfigurationError(
+        f"database.url: unsupported database {backend!r}; use sqlite or postgresql"
+    )
+
+
+def _is_memory(url: URL) -> bool:
+    return url.database in {None, "", ":memory:"} or "mode=memory" in str(url)
+
+
+def _sqlite_engine(url: URL, echo: bool) -> Engine:
+    kwargs: dict[str, Any] = {}
+    if _is_memory(url):
+        # One shared connection, or every session would see its own empty database.
+        kwargs["poolclass"] = StaticPool
+    elif url.database and not url.database.startswith("file:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        url,
+        echo=echo,
+        hide_parameters=True,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        **kwargs,
+    )
+    memory = _is_memory(url)
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if not memory:
+                # WAL: readers never block the writer; the write lock serialises writers
+                # (which is what keeps the audit chain linear on SQLite).
+                cursor.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cursor.close()
+
+    return engine
+
+
+def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
+    """A synchronous SQLAlchemy engine for SQLite or PostgreSQL.
+
+    SQLite: the file's directory is created, WAL mode, foreign keys on, a 30 s busy
+    timeout; ``sqlite://`` gives one shared in-memory database. PostgreSQL: psycopg 3,
+    pre-ping, a connect timeout. Statement parameters are never shown in logs or errors,
+    because they may hold personal data.
+
+    Args:
+        url: a database URL (``sqlite:///var/mash.db``, ``postgresql://user@host/db``).
+        echo: log SQL statements (without their parameters).
+
+    Raises:
+        ConfigurationError: the URL is not usable.
+    """
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, echo)
+    return sa.create_engine(
+        parsed,
+        echo=echo,
+        hide_parameters=True,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S, "application_name": "mash-broker"},
+    )
+
+
+def engine_from_settings(settings: Settings) -> Engine:
+    """The engine for ``settings.database`` (``MASH_DATABASE__URL``, ``MASH_DATABASE__ECHO``)."""
+    return make_engine(settings.database.url.get_secret_value(), echo=settings.database.echo)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """A factory of SQLModel sessions; objects stay readable after commit."""
+    return sessionmaker(bind=engine, class_=Session, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(bind: Engine | sessionmaker[Session]) -> Iterator[Session]:
+    """One short transaction: commit on success, roll back on any error.
+
+    Database connection failures and timeouts surface as ``TransportError``; other
+    errors (for example ``IntegrityError``) pass through unchanged.
+
+    Args:
+        bind: an engine, or a factory from ``make_sessionmaker``.
+    """
+    factory = make_sessionmaker(bind) if isinstance(bind, Engine) else bind
+    with factory() as session:
+        try:
+            yield session
+            session.commit()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            session.rollback()
+            raise TransportError(
+                f"database unavailable or timed out ({type(exc.orig).__name__})"
+            ) from exc
+        except BaseException:
+            session.rollback()
+            raise
+
+
+class WriteGate:
+    """Queues this process's batch writers on a SQLite database, first come first served.
+
+    SQLite has one write lock per database, and a writer that finds it taken sleeps in
+    growing steps (1, 2, 5, 10, ... ms) before it tries again, so a few busy writers lose
+    many milliseconds to sleeping. The ingest, relay and intake batches of one process
+    take this gate just before their first write and hold it until their transaction
+    ends: they queue and go on the moment the previous one commits. Writers in other
+    processes still meet SQLite's own lock as before. On PostgreSQL it does nothing.
+
+    Use: ``with write_gate(engine) as gate, session_scope(engine) as session:``, read,
+    ``gate.enter()``, write; the transaction ends before the gate opens.
+    """
+
+    def __init__(self, lock: threading.RLock | None) -> None:
+        self._lock = lock
+        self._held = False
+
+    def enter(self) -> None:
+        """Wait for the gate (no-op if already held or not SQLite)."""
+        if self._lock is not None and not self._held:
+            self._lock.acquire()
+            self._held = True
+
+    def __enter__(self) -> WriteGate:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._held and self._lock is not None:
+            self._held = False
+            self._lock.release()
+
+
+_GATES: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_GATES_LOCK = threading.Lock()
+
+
+def write_gate(bind: Engine | sessionmaker[Session]) -> WriteGate:
+    """The write gate of ``bind``'s database for this process (see ``WriteGate``)."""
+    engine = bind if isinstance(bind, Engine) else bind.kw.get("bind")
+    if not isinstance(engine, Engine) or engine.dialect.name != "sqlite":
+        return WriteGate(None)
+    with _GATES_LOCK:
+        lock = _GATES.get(engine)
+        if lock is None:
+            lock = _GATES[engine] = threading.RLock()
+    return WriteGate(lock)
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def _alembic_config() -> Config:
+    if not (MIGRATIONS_DIR / "env.py").is_file():
+        raise ConfigurationError(f"migrations not found at {MIGRATIONS_DIR}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def _engine_of(target: Engine | str | URL) -> tuple[Engine, bool]:
+    if isinstance(target, Engine):
+        return target, False
+    return make_engine(target), True
+
+
+def _run_alembic(target: Engine | str | URL, action: Callable[[Config], None]) -> None:
+    engine, owned = _engine_of(target)
+    try:
+        config = _alembic_config()
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Two processes starting at once must not both create the same tables.
+                connection.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK_KEY}
+                )
+            config.attributes["connection"] = connection
+            action(config)
+    finally:
+        if owned:
+            engine.dispose()
+
+
+def migrate(target: Engine | str | URL, revision: str = "head") -> None:
+    """Bring the schema up to ``revision`` (alembic upgrade), on SQLite or PostgreSQL.
+
+    Args:
+        target: an engine, or a database URL (an engine is made and disposed of).
+        revision: the alembic revision to reach; ``head`` by default.
+    """
+    _run_alembic(target, lambda config: command.upgrade(config, revision))
+
+
+def downgrade(target: Engine | str | URL, revision: str) -> None:
+    """Take the schema down to ``revision`` (``base`` drops every table of ours)."""
+    _run_alembic(target, lambda config: command.downgrade(config, revision))
+
+
+def current_revision(target: Engine | Connection) -> str | None:
+    """The alembic revision the database is at, or None when it was never migrated."""
+    if isinstance(target, Connection):
+        return MigrationContext.configure(target).get_current_revision()
+    with target.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+# --------------------------------------------------------------------------- replay store
+
+
+class DbReplayStore:
+    """Remembers accepted token ids (``jti``) in ``replay_seen`` until they expire.
+
+    Implements ``broker.replay.ReplayStore`` over the broker's database, so every worker
+    process shares one memory of what was opened. Atomic across processes: the jti is the
+    primary key and the write is a single upsert, so of two concurrent callers exactly
+    one wins.
+    """
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utc_now) -> None:
+        """Use ``engine``; ``clock`` gives the current UTC time (expiry and pruning)."""
+        self._engine = engine
+        self._clock = clock
+
+    def check_and_remember(self, jti: str, expires_at: datetime) -> None:
+        """Record ``jti`` as seen until ``expires_at``, in its own short transaction.
+
+        Args:
+            jti: the token id.
+            expires_at: when the token expires (aware); the id is kept until then.
+
+        Raises:
+            ReplayDetected: the id was seen before and has not expired.
+            TransportError: the database is unavailable.
+        """
+        try:
+            with self._engine.begin() as connection:
+                remember_jti(connection, jti, expires_at, now=self._clock())
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise TransportError(f"replay store unavailable ({type(exc.orig).__name__})") from exc
+
+    def prune(self, now: datetime | None = None) -> int:
+        """Forget ids whose tokens have expired; returns how many were removed."""
+        cutoff = now or self._clock()
+        table = SQLModel.metadata.tables["replay_seen"]
+        with self._engine.begin() as connection:
+            result = connection.execute(sa.delete(table).where(table.c.expires_at < cutoff))
+        return int(result.rowcount)
+
+
+def remember_jti(
+    connection: Connection | Session,
+    jti: str,
+    expires_at: datetime,
+    *,
+    now: datetime | None = None,
+) -> None:
+    """Remember ``jti`` in ``replay_seen`` within the caller's transaction.
+
+    Use this when remembering the id must commit or roll back with other work. A row
+    left by an expired token is taken over (the old token is refused for expiry anyway);
+    a live one means replay. A conflict does not abort the caller's transaction.
+
+    Args:
+        connection: the caller's connection or session.
+        jti: the token id (at most 128 characters).
+        expires_at: when the token expires.
+        now: the current time; the clock if omitted.
+
+    Raises:
+        ReplayDetected: the id is there and has not expired.
+    """
+    if not jti or len(jti) > 128:
+        raise ReplayDetected("token id missing or longer than 128 characters")
+    if isinstance(connection, Session):
+        connection = connection.connection()
+    table = SQLModel.metadata.tables["replay_seen"]
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    upsert = insert(table).values(jti=jti, expires_at=expires_at)
+    # One statement decides: insert, take over an expired row, or change nothing. RETURNING
+    # tells which, where rowcount would not (drivers disagree on it after ON CONFLICT).
+    stmt = upsert.on_conflict_do_update(
+        index_elements=["jti"],
+        set_={"expires_at": upsert.excluded.expires_at},
+        where=table.c.expires_at < (now or utc_now()),
+    ).returning(table.c.jti)
+    if connection.execute(stmt).first() is None:
+        raise ReplayDetected(f"token id {jti} was seen before")
+
+
+def remember_jtis(
+    connection: Connection | Session,
+    tokens: Sequence[tuple[str, datetime]],
+    *,
+    now: datetime | None = None,
+) -> set[str]:
+    """Remember several token ids in one statement, within the caller's transaction.
+
+    ``remember_jti`` for a batch: each id is inserted, or takes over the row of an expired
+    token; an id that is there and live, or that comes twice in ``tokens``, is a replay.
+
+    Args:
+        connection: the caller's connection or session.
+        tokens: (jti, expires_at) per token.
+        now: the current time; the clock if omitted.
+
+    Returns:
+        The ids remembered now; every other id of ``tokens`` is a replay. An id given
+        twice is remembered once: only its first occurrence is to be accepted.
+    """
+    unique: dict[str, datetime] = {}
+    for jti, expires_at in tokens:
+        if jti and len(jti) <= 128 and jti not in unique:
+            unique[jti] = expires_at
+    if not unique:
+        return set()
+    if isinstance(connection, Session):
+        connection = connection.connection()
+    table = SQLModel.metadata.tables["replay_seen"]
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    upsert = insert(table).values([{"jti": j, "expires_at": e} for j, e in unique.items()])
+    stmt = upsert.on_conflict_do_update(
+        index_elements=["jti"],
+        set_={"expires_at": upsert.excluded.expires_at},
+        where=table.c.expires_at < (now or utc_now()),
+    ).returning(table.c.jti)
+    return {row[0] for row in connection.execute(stmt)}

@@ -1,0 +1,134 @@
+"""AMQP ingest workers: one consumer per ``ingest.<adapter>`` queue feeding the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+from sqlalchemy.exc import IntegrityError
+
+from adapters import get_adapter
+from broker.batching import Batcher
+from broker.exceptions import TransportError
+from broker.logging import get_logger
+from broker.messaging import Consumer, ReceivedMessage, RejectMessage, RetryLater
+from broker.pipeline import Ingestor, IngestResult, PreparedMessage
+from broker.service import Service
+from broker.topology import ingest_queue_name
+
+__all__ = ["IngestWorker", "source_of"]
+
+_log = get_logger("ingest")
+
+
+def source_of(message: ReceivedMessage, service: Service, default: str) -> str:
+    """The party that sent ``message``.
+
+    In production only RabbitMQ's checked ``user_id`` counts, mapped to a party through
+    ``amqp.partner_users``. In development and test a message without one may name its
+    party in ``app_id`` (or fall back to the adapter's default source) so the demo and
+    tests can publish as several partners over one connection.
+
+    Raises:
+        RejectMessage: the sender cannot be established or is not a party.
+    """
+    parties = {p.id for p in service.agreement.parties}
+    amqp_user = message.user_id
+    if amqp_user is not None and amqp_user in service.settings.amqp.partner_users:
+        party = service.settings.amqp.partner_users[amqp_user]
+    elif service.settings.environment == "production":
+        raise RejectMessage("unknown_sender")
+    else:
+        party = message.app_id or default
+    if party not in parties:
+        raise RejectMessage("sender_not_a_party")
+    return party
+
+
+class IngestWorker:
+    """Consumes one adapter's ingest queue: pipeline, commit, then ack.
+
+    Each delivery is translated, decided and sealed in a worker thread of its own as soon
+    as it arrives; what is ready while a transaction commits is stored together in the
+    next one (``broker.batching``): one commit for many messages, and each message is
+    still acknowledged only after the commit that stored it.
+    """
+
+    def __init__(
+        self,
+        service: Service,
+        adapter_name: str,
+        *,
+        on_stored: Callable[[], None] | None = None,
+        max_batch: int | None = None,
+    ) -> None:
+        """Prepare the worker; ``run`` its ``consumer`` to start.
+
+        Args:
+            service: the loaded service.
+            adapter_name: the adapter whose ingest queue to consume.
+            on_stored: called (on the event loop) after a commit that wrote outbox rows,
+                e.g. to wake the relay at once instead of at its next poll.
+            max_batch: the most messages per transaction; the consumer prefetch if None.
+        """
+        self._service = service
+        self._adapter = adapter_name
+        self._default_source = get_adapter(adapter_name).default_source
+        self._ingestor = Ingestor(service)
+        self._on_stored = on_stored
+        self._batcher: Batcher[PreparedMessage, IngestResult] = Batcher(
+            self._store_batch,
+            max_size=max_batch or service.settings.amqp.prefetch,
+            name=f"ingest {adapter_name}",
+        )
+        self.consumer = Consumer(
+            service.settings.amqp,
+            ingest_queue_name(adapter_name),
+            self._handle,
+            name=f"ingest {adapter_name}",
+        )
+
+    async def _handle(self, message: ReceivedMessage) -> None:
+        source = source_of(message, self._service, self._default_source)
+        prepared = await asyncio.to_thread(
+            self._ingestor.prepare, self._adapter, message.body, source
+        )
+        try:
+            result = await self._batcher.submit(prepared)
+        except TransportError as exc:
+            _log.warning("ingest_deferred", adapter=self._adapter, error=exc.code)
+            raise RetryLater("database_unavailable") from exc
+        if result.disclosures and self._on_stored is not None:
+            self._on_stored()
+        if result.rejected and not result.duplicate:
+            raise RejectMessage("adapter_error")
+
+    def _store_batch(self, items: Sequence[PreparedMessage]) -> list[IngestResult | BaseException]:
+        """One transaction for the batch; if it fails, each message on its own.
+
+        A failure of the batch (a dedup race with another process, a fault in one message)
+        must not hold up the other messages, so they are retried one by one: each then
+        succeeds or fails on its own account.
+        """
+        try:
+            return list(self._ingestor.store_prepared(items))
+        except TransportError as exc:
+            # The database is unavailable: one by one would only wait again per message.
+            return [TransportError(str(exc)) for _ in items]
+        except Exception as exc:  # noqa: BLE001 - isolated below, message by message
+            _log.info(
+                "ingest_batch_split",
+                adapter=self._adapter,
+                size=len(items),
+                error=type(exc).__name__,
+            )
+        outcomes: list[IngestResult | BaseException] = []
+        for item in items:
+            try:
+                outcomes.extend(self._ingestor.store_prepared([item]))
+            except IntegrityError:
+                # Another worker committed the same message first (the inbox key is unique).
+                outcomes.append(IngestResult(raw_id=None, duplicate=True))
+            except Exception as exc:  # noqa: BLE001 - this message's own outcome
+                outcomes.append(exc)
+        return outcomes

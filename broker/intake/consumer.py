@@ -1,0 +1,368 @@
+"""The MASH intake consumer: open each disclosure, store the alert once, then acknowledge."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, col
+
+from broker import envelope
+from broker.audit import AuditKind, AuditLog, AuditRecord
+from broker.batching import Batcher
+from broker.db import remember_jti, remember_jtis, session_scope, write_gate
+from broker.envelope import EnvelopeLimits
+from broker.exceptions import ReplayDetected, SecurityError, TransportError
+from broker.intake.context import IntakeContext
+from broker.intake.store import IntakeStore
+from broker.keys import PartyKeys
+from broker.logging import get_logger
+from broker.messaging import Consumer, ReceivedMessage, RejectMessage, RetryLater
+from broker.models import InboxEntry, MashAlert
+from broker.service import Service
+from broker.topology import Recipient, RecipientKind, recipient_queue_name
+from schemas import DisclosureClaims
+
+__all__ = ["IntakeConsumer", "StoreOutcome"]
+
+_log = get_logger("intake")
+_AUDITABLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:|/+-]{0,99}$")
+
+
+class _SessionReplay:
+    """The envelope's replay store, inside the intake transaction (commits with the alert)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def check_and_remember(self, jti: str, expires_at: datetime) -> None:
+        remember_jti(self._session, jti, expires_at)
+
+
+class _DeferredReplay:
+    """Keeps the token id ``open`` accepted, for the batch to remember in its transaction.
+
+    The batch opens every token before it writes anything, so the cryptography runs
+    outside the database's write lock; the ids are then remembered one by one inside the
+    transaction, where a replay is still refused.
+    """
+
+    def __init__(self) -> None:
+        self.jti: tuple[str, datetime] | None = None
+
+    def check_and_remember(self, jti: str, expires_at: datetime) -> None:
+        self.jti = (jti, expires_at)
+
+
+class StoreOutcome:
+    """What became of one delivery."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+
+
+class IntakeConsumer:
+    """Consumes the borough's MASH queue on behalf of the MASH party."""
+
+    def __init__(self, service: Service, party: str | None = None) -> None:
+        self._service = service
+        party = party or service.settings.intake.mash_party
+        self._party = party
+        self._keys = PartyKeys.load(service.keys_dir, party, service.registry)
+        self.intake_store = IntakeStore(IntakeContext.load(service))
+        self._limits = EnvelopeLimits.from_settings(service.settings.crypto)
+        #: Only this broker seals for its MASH; a partner's own signature is refused.
+        self._issuers = frozenset({service.settings.crypto.service_party})
+        self._consumer_name = f"intake.{party}"
+        borough = service.settings.borough
+        self.queue = recipient_queue_name(Recipient(party, RecipientKind.MASH, borough), borough)
+        # Deliveries that arrive while one transaction commits are stored in the next, so
+        # a burst costs one commit rather than one per alert (see broker.batching).
+        self._batcher: Batcher[tuple[bytes, str | None], str] = Batcher(
+            self._store_batch, max_size=service.settings.amqp.prefetch, name=f"intake {party}"
+        )
+        self.consumer = Consumer(
+            service.settings.amqp, self.queue, self._handle, name=f"intake {party}"
+        )
+
+    async def _handle(self, message: ReceivedMessage) -> None:
+        try:
+            await self._batcher.submit((message.body, message.message_id))
+        except TransportError as exc:
+            raise RetryLater("database_unavailable") from exc
+
+    def _store_batch(
+        self, deliveries: Sequence[tuple[bytes, str | None]]
+    ) -> list[str | BaseException]:
+        """One transaction for the batch; if it fails, each delivery on its own."""
+        try:
+            return list(self.store_many(deliveries))
+        except TransportError as exc:
+            # The database is unavailable: one by one would only wait again per delivery.
+            return [TransportError(str(exc)) for _ in deliveries]
+        except Exception as exc:  # noqa: BLE001 - isolated below, delivery by delivery
+            _log.info(
+                "intake_batch_split",
+                consumer=self._consumer_name,
+                size=len(deliveries),
+                error=type(exc).__name__,
+            )
+        outcomes: list[str | BaseException] = []
+        for body, message_id in deliveries:
+            try:
+                outcomes.append(self.store(body, message_id))
+            except Exception as exc:  # noqa: BLE001 - this delivery's own outcome
+                outcomes.append(exc)
+        return outcomes
+
+    def store_many(
+        self, deliveries: Sequence[tuple[bytes, str | None]]
+    ) -> list[str | RejectMessage]:
+        """Open, verify and store several disclosures in ONE transaction (group commit).
+
+        Each delivery meets the checks :meth:`store` applies, with the same outcome; the
+        tokens are opened before anything is written, and everything is committed
+        together, so the caller acks each delivery only after this returns.
+
+        Args:
+            deliveries: (body, AMQP message id) per delivery.
+
+        Returns:
+            Per delivery, in order: ``StoreOutcome.STORED``, ``StoreOutcome.DUPLICATE``,
+            or the ``RejectMessage`` to raise for a refused one (audited as dead-lettered
+            in the same transaction).
+
+        Raises:
+            TransportError: the database is unavailable; nothing was stored.
+            Exception: any other failure fails the whole batch and nothing is stored;
+                store the deliveries one by one to isolate it.
+        """
+        now = datetime.now(UTC)
+        outcomes: list[str | RejectMessage | None] = []
+        opened: list[tuple[int, DisclosureClaims, bytes, str | None, tuple[str, datetime]]] = []
+        refused: list[AuditRecord] = []
+        sessions = self._service.sessions
+        with write_gate(sessions) as gate, session_scope(sessions) as session:
+            applied = self._applied_among(session, [m for _, m in deliveries if m])
+            for body, message_id in deliveries:
+                key = message_id[:128] if message_id else None
+                if key is not None and key in applied:
+                    outcomes.append(StoreOutcome.DUPLICATE)
+                    continue
+                replay = _DeferredReplay()
+                try:
+                    claims = envelope.open(
+                        body,
+                        recipient=self._keys,
+                        registry=self._service.registry,
+                        replay=replay,
+                        limits=self._limits,
+                        now=now,
+                        issuers=self._issuers,
+                    )
+                except SecurityError as exc:
+                    refused.append(self._refusal_record(exc, message_id))
+                    outcomes.append(RejectMessage(exc.code))
+                    continue
+                if replay.jti is None:  # pragma: no cover - open remembers every token it accepts
+                    raise RuntimeError("a token was accepted without its id being remembered")
+                if key is not None:
+                    # A second delivery of the same message in this batch is a redelivery.
+                    applied.add(key)
+                opened.append((len(outcomes), claims, body, message_id, replay.jti))
+                outcomes.append(None)
+            # Writes from here on: on SQLite the write lock is held only for these.
+            gate.enter()
+            remembered = remember_jtis(session, [jti for *_, jti in opened])
+            fresh: list[tuple[int, DisclosureClaims, bytes]] = []
+            for index, claims, body, message_id, (jti, _) in opened:
+                if jti not in remembered:
+                    error = ReplayDetected(f"token id {jti} was seen before")
+                    refused.append(self._refusal_record(error, message_id))
+                    outcomes[index] = RejectMessage(error.code)
+                    continue
+                remembered.discard(jti)  # a second copy in this batch is a replay too
+                fresh.append((index, claims, body))
+            for (index, _, _), outcome in zip(
+                fresh, self._apply_many(session, [(c, b) for _, c, b in fresh], now), strict=True
+            ):
+                outcomes[index] = outcome
+            if refused:
+                self._service.audit.append_many(session, refused)
+        for record in refused:
+            _log.warning("disclosure_refused", reason=record.reason, consumer=self._consumer_name)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _applied_among(self, session: Session, message_ids: list[str]) -> set[str]:
+        """Which of these message ids this consumer has applied already."""
+        if not message_ids:
+            return set()
+        keys = {message_id[:128] for message_id in message_ids}
+        found = session.execute(
+            select(col(InboxEntry.message_id)).where(
+                col(InboxEntry.consumer) == self._consumer_name,
+                col(InboxEntry.message_id).in_(keys),
+            )
+        ).scalars()
+        return set(found)
+
+    def store(self, body: bytes, message_id: str | None) -> str:
+        """Open, verify and store one disclosure; the caller acks only after this returns.
+
+        Returns:
+            ``StoreOutcome.STORED``, or ``StoreOutcome.DUPLICATE`` for a redelivery.
+
+        Raises:
+            RejectMessage: the disclosure failed a security check (audited as refused).
+            TransportError: the database is unavailable; nothing was stored.
+        """
+        now = datetime.now(UTC)
+        with session_scope(self._service.sessions) as session:
+            if message_id and self._already_applied(session, message_id):
+                return StoreOutcome.DUPLICATE
+            try:
+                claims = envelope.open(
+                    body,
+                    recipient=self._keys,
+                    registry=self._service.registry,
+                    replay=_SessionReplay(session),
+                    limits=self._limits,
+                    now=now,
+                    issuers=self._issuers,
+                )
+            except SecurityError as exc:
+                refusal = exc
+            else:
+                return self._apply(session, claims, body, now)
+        self._refuse(refusal, message_id)
+        raise RejectMessage(refusal.code)
+
+    def _already_applied(self, session: Session, message_id: str) -> bool:
+        found = session.execute(
+            select(col(InboxEntry.id)).where(
+                col(InboxEntry.consumer) == self._consumer_name,
+                col(InboxEntry.message_id) == message_id[:128],
+            )
+        ).first()
+        return found is not None
+
+    def _apply(
+        self, session: Session, claims: DisclosureClaims, token: bytes, now: datetime
+    ) -> str:
+        session.add(InboxEntry(consumer=self._consumer_name, message_id=claims.jti))
+        event_id = claims.provenance.source_event_id
+        existing = session.execute(
+            select(col(MashAlert.id)).where(
+                col(MashAlert.recipient) == self._party, col(MashAlert.event_id) == event_id
+            )
+        ).first()
+        if existing is not None:
+            # The same event sealed again (a partner resent it): one alert, not two.
+            return StoreOutcome.DUPLICATE
+        alert = self._alert_row(claims, token, now)
+        session.add(alert)
+        session.flush()
+        self._service.audit.append_many(session, [self._delivered_record(alert)])
+        self._triage(session, alert, claims)
+        _log.info("alert_stored", alert_id=alert.id, event_type=alert.event_type)
+        return StoreOutcome.STORED
+
+    def _apply_many(
+        self, session: Session, opened: Sequence[tuple[DisclosureClaims, bytes]], now: datetime
+    ) -> list[str]:
+        """``_apply`` for several opened disclosures: the same rows, a few statements in all."""
+        if not opened:
+            return []
+        session.execute(
+            insert(InboxEntry),
+            [
+                {"consumer": self._consumer_name, "message_id": claims.jti, "processed_at": now}
+                for claims, _ in opened
+            ],
+        )
+        stored_events = set(
+            session.execute(
+                select(col(MashAlert.event_id)).where(
+                    col(MashAlert.recipient) == self._party,
+                    col(MashAlert.event_id).in_(
+                        {claims.provenance.source_event_id for claims, _ in opened}
+                    ),
+                )
+            ).scalars()
+        )
+        outcomes: list[str] = []
+        alerts: list[tuple[MashAlert, DisclosureClaims]] = []
+        for claims, token in opened:
+            event_id = claims.provenance.source_event_id
+            if event_id in stored_events:
+                # The same event sealed again (a partner resent it): one alert, not two.
+                outcomes.append(StoreOutcome.DUPLICATE)
+                continue
+            stored_events.add(event_id)
+            alerts.append((self._alert_row(claims, token, now), claims))
+            outcomes.append(StoreOutcome.STORED)
+        if alerts:
+            session.add_all([alert for alert, _ in alerts])
+            session.flush()
+            self._service.audit.append_many(
+                session, [self._delivered_record(alert) for alert, _ in alerts]
+            )
+        for alert, claims in alerts:
+            self._triage(session, alert, claims)
+            _log.info("alert_stored", alert_id=alert.id, event_type=alert.event_type)
+        return outcomes
+
+    def _alert_row(self, claims: DisclosureClaims, token: bytes, now: datetime) -> MashAlert:
+        metadata = claims.event.get("metadata", {})
+        return MashAlert(
+            recipient=self._party,
+            event_id=claims.provenance.source_event_id,
+            jti=claims.jti,
+            event_type=str(claims.event_type),
+            source_agency=claims.provenance.source_agency,
+            rule_id=claims.rule_id,
+            lawful_basis=str(claims.lawful_basis),
+            correlation_id=metadata.get("correlation_id"),
+            received_at=now,
+            token=token.decode("ascii"),
+        )
+
+    def _delivered_record(self, alert: MashAlert) -> AuditRecord:
+        return AuditLog.record(
+            kind=AuditKind.DELIVERED,
+            event_id=alert.event_id,
+            recipient=self._party,
+            jti=alert.jti,
+            detail=f"alert_id={alert.id} consumer={self._consumer_name}",
+        )
+
+    def _triage(self, session: Session, alert: MashAlert, claims: DisclosureClaims) -> None:
+        # The alert is kept whatever happens here: a fault in linking, clocks or scoring
+        # rolls back to this savepoint and the alert shows in the queue as not triaged,
+        # rather than the delivery going round until it is dead-lettered.
+        try:
+            with session.begin_nested():
+                self.intake_store.on_alert(session, alert, claims)
+        except (TransportError, OperationalError):
+            raise
+        except Exception:  # noqa: BLE001 - see above; logged with the alert id only
+            _log.exception("alert_triage_failed", alert_id=alert.id)
+
+    def _refusal_record(self, error: SecurityError, message_id: str | None) -> AuditRecord:
+        detail = f"consumer={self._consumer_name}"
+        if message_id and _AUDITABLE_ID.match(message_id):
+            detail += f" message_id={message_id}"
+        # Nothing can be read of a refused disclosure (not even its event id): it is recorded
+        # as dead-lettered, with the reason, and goes to the queue's dead-letter queue.
+        return AuditLog.record(
+            kind=AuditKind.DEAD_LETTERED, recipient=self._party, reason=error.code, detail=detail
+        )
+
+    def _refuse(self, error: SecurityError, message_id: str | None) -> None:
+        record = self._refusal_record(error, message_id)
+        with session_scope(self._service.sessions) as session:
+            self._service.audit.append_many(session, [record])
+        _log.warning("disclosure_refused", reason=error.code, consumer=self._consumer_name)

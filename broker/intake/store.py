@@ -1,0 +1,553 @@
+"""What storing an alert sets off, inside the consumer's transaction: link, fold, clock, score.
+
+``IntakeStore.on_alert`` runs after the consumer has added the ``mash_alert`` row and
+before it commits, so the alert, its child link, the episode and tracker state, the
+clocks and the priority all commit (or roll back) together with the acknowledgement's
+inbox entry. The pure rules live in the sibling modules; this module maps rows to their
+records and back.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import or_, select
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session, col
+
+from broker.intake._time import london_date
+from broker.intake.clocks import (
+    Clock,
+    episode_clocks,
+    episodes_in_window,
+    mash_decision_clock,
+    repeat_missing_clock,
+    repeat_missing_patterns,
+)
+from broker.intake.context import IntakeContext, parse_event
+from broker.intake.linking import (
+    STRONG_IDS,
+    WEAK_FIELDS,
+    ChildIdentity,
+    Conflict,
+    Linked,
+    LinkResult,
+    PossibleMatch,
+    blind_identity,
+    compare,
+    episode_key,
+    identity_of,
+    link_child,
+)
+from broker.intake.priority import Band, Priority, factors_from_event, prioritise
+from broker.intake.records import (
+    EpisodeRecord,
+    LevelChange,
+    NotificationRecord,
+    TrackerRecord,
+    episode_record_from_events,
+)
+from broker.intake.tables import (
+    IntakeAlert,
+    IntakeChild,
+    IntakeClock,
+    IntakeEpisode,
+    IntakeNotification,
+    IntakeTracker,
+    LinkKind,
+    LinkReview,
+    ReviewStatus,
+)
+from broker.logging import get_logger
+from broker.models import MashAlert, utc_now
+from schemas import DisclosureClaims
+from schemas.events import (
+    CaseStatus,
+    CseLevel,
+    Event,
+    MissingFound,
+    MissingReported,
+    MissingUpdated,
+    RemovalReason,
+    ReturnHomeInterview,
+    RiskGrade,
+)
+
+__all__ = [
+    "BROKER_ACTOR",
+    "ChildLink",
+    "IntakeStore",
+    "episode_record",
+    "new_child_key",
+    "put_clock",
+    "resolve_child",
+    "tracker_record",
+]
+
+_log = get_logger("intake.store")
+
+#: ``recorded_by`` of records this broker makes itself (its own receipt of an alert).
+BROKER_ACTOR = "broker"
+
+_EPISODIC = (MissingReported, MissingUpdated, MissingFound, ReturnHomeInterview)
+_IDENTITY_FIELDS = (*STRONG_IDS, *WEAK_FIELDS)
+
+
+def new_child_key() -> str:
+    """A random, meaningless key for a newly known child."""
+    return f"ch-{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChildLink:
+    """Where an alert's child was filed and how it was found.
+
+    Attributes:
+        child_key: the child the alert is filed under (``None`` without a subject).
+        kind: linked, new, possible, conflict or none.
+        by: the strong identifier that linked it, for ``linked``.
+    """
+
+    child_key: str | None
+    kind: LinkKind
+    by: str | None = None
+
+
+def resolve_child(session: Session, child_key: str) -> str:
+    """The key a child is kept under now, following confirmed merges."""
+    seen = {child_key}
+    current = child_key
+    while True:
+        row = session.get(IntakeChild, current)
+        if row is None or row.merged_into is None or row.merged_into in seen:
+            return current
+        current = row.merged_into
+        seen.add(current)
+
+
+def episode_record(row: IntakeEpisode) -> EpisodeRecord:
+    """The pure record of a stored episode."""
+    return EpisodeRecord(
+        episode_id=row.episode_id,
+        child_key=row.child_key,
+        reported_at=row.reported_at,
+        risk_grade=RiskGrade(row.risk_grade) if row.risk_grade else None,
+        found_at=row.found_at,
+        returned_at=row.returned_at,
+        missing_from=row.missing_from,
+        home_authority=row.home_authority,
+        looked_after=row.looked_after,
+        placed_in=row.placed_in,
+        rhi_offered_at=row.rhi_offered_at,
+        rhi_completed_at=row.rhi_completed_at,
+        rhi_declined_at=row.rhi_declined_at,
+    )
+
+
+def tracker_record(row: IntakeTracker) -> TrackerRecord:
+    """The pure record of a stored tracker spell."""
+    history = tuple(
+        LevelChange(on=date.fromisoformat(str(on)), level=CseLevel(int(str(level))))
+        for on, level in row.history
+    )
+    return TrackerRecord(
+        child_key=row.child_key,
+        identified_on=row.identified_on,
+        level=CseLevel(row.level),
+        removed_on=row.removed_on,
+        removal_reason=RemovalReason(row.removal_reason) if row.removal_reason else None,
+        history=history,
+    )
+
+
+def put_clock(
+    session: Session,
+    clock: Clock,
+    *,
+    child_key: str | None,
+    alert_id: int | None = None,
+    episode_id: str | None = None,
+    keep_met: bool = False,
+) -> IntakeClock:
+    """Insert or refresh a stored clock; ``keep_met`` keeps a met time a person recorded."""
+    row = session.get(IntakeClock, clock.clock_id)
+    now = utc_now()
+    if row is None:
+        row = IntakeClock(
+            clock_id=clock.clock_id,
+            kind=clock.kind.value,
+            subject=clock.subject,
+            started_at=clock.started_at,
+            due_at=clock.due_at,
+        )
+    row.child_key = child_key
+    row.alert_id = alert_id if alert_id is not None else row.alert_id
+    row.episode_id = episode_id if episode_id is not None else row.episode_id
+    row.started_at, row.due_at = clock.started_at, clock.due_at
+    row.authority, row.instance = clock.authority, clock.instance
+    if not (keep_met and row.met_at is not None):
+        row.met_at = clock.met_at
+    row.updated_at = now
+    session.add(row)
+    return row
+
+
+def _identity_of_row(row: IntakeChild) -> ChildIdentity:
+    return ChildIdentity(
+        child_key=row.child_key, **{name: getattr(row, name) for name in _IDENTITY_FIELDS}
+    )
+
+
+class IntakeStore:
+    """Applies one stored alert to the intake state (links, episodes, tracker, clocks)."""
+
+    def __init__(self, context: IntakeContext) -> None:
+        self.context = context
+
+    # ------------------------------------------------------------------ the entry point
+
+    def on_alert(self, session: Session, alert: MashAlert, claims: DisclosureClaims) -> IntakeAlert:
+        """Link, fold, clock and score a newly stored alert, in the caller's transaction.
+
+        Args:
+            session: the consumer's session; ``alert`` is flushed (has an id).
+            alert: the stored alert.
+            claims: its opened claims.
+
+        Returns:
+            The alert's triage row.
+        """
+        assert alert.id is not None  # noqa: S101 - the consumer flushes before calling
+        event = parse_event(claims.event)
+        link = self.link(session, alert.id, event)
+        episode_id = episode_key(event) if event and isinstance(event.body, _EPISODIC) else None
+        child_key = link.child_key
+        if episode_id is not None and child_key is None:
+            known = session.get(IntakeEpisode, episode_id)
+            child_key = known.child_key if known is not None else None
+        row = IntakeAlert(
+            alert_id=alert.id,
+            child_key=child_key,
+            episode_id=episode_id,
+            occurred_at=event.metadata.occurred_at if event else None,
+            band=Band.STANDARD.value,
+            link=link.kind.value,
+            linked_by=link.by,
+        )
+        session.add(row)
+        session.flush()
+        if event is not None and episode_id is not None and child_key is not None:
+            self.refresh_episode(session, episode_id, child_key, alert)
+        if event is not None and child_key is not None:
+            self._apply_tracker(session, child_key, event)
+            self.refresh_repeat_clocks(session, child_key)
+        decision = mash_decision_clock(
+            str(alert.id), alert.received_at, None, self.context.calendar
+        )
+        put_clock(session, decision, child_key=child_key, alert_id=alert.id)
+        self._score(session, row, event)
+        _log.info(
+            "alert_triaged", alert_id=alert.id, band=row.band, link=row.link, episode=episode_id
+        )
+        return row
+
+    # ------------------------------------------------------------------ linking
+
+    def link(self, session: Session, alert_id: int, event: Event | None) -> ChildLink:
+        """File the event's child under a known child, or a new one; flag doubtful matches.
+
+        A strong identifier links (and fills in identifiers the child lacked). A name and
+        date-of-birth match, or strong evidence both for and against, files the alert under
+        a separate child and opens a review for a person: never a silent merge.
+        """
+        if event is None or event.subject is None:
+            return ChildLink(None, LinkKind.NONE)
+        me = blind_identity(identity_of(event.subject), self.context.link_key)
+        rows = self._candidates(session, me)
+        result = link_child(me, [_identity_of_row(r) for r in rows])
+        if isinstance(result, Linked):
+            key = resolve_child(session, result.child_key)
+            self._fill_identifiers(session, key, me)
+            return ChildLink(key, LinkKind.LINKED, result.by)
+        if isinstance(result, Conflict):
+            held = self._provisional_for(session, me, rows)
+            if held is not None:
+                return ChildLink(held, LinkKind.CONFLICT)
+        key = self._new_child(session, me)
+        if isinstance(result, PossibleMatch | Conflict):
+            self._open_review(session, alert_id, key, result)
+            kind = LinkKind.POSSIBLE if isinstance(result, PossibleMatch) else LinkKind.CONFLICT
+            return ChildLink(key, kind)
+        return ChildLink(key, LinkKind.NEW)
+
+    def _candidates(self, session: Session, me: ChildIdentity) -> Sequence[IntakeChild]:
+        conditions: list[ColumnElement[bool]] = [
+            col(getattr(IntakeChild, name)) == getattr(me, name)
+            for name in STRONG_IDS
+            if getattr(me, name) is not None
+        ]
+        if me.has_weak_fields:
+            conditions.append(
+                (col(IntakeChild.family_name) == me.family_name)
+                & (col(IntakeChild.given_name) == me.given_name)
+                & (col(IntakeChild.date_of_birth) == me.date_of_birth)
+            )
+        if not conditions:
+            return []
+        statement = select(IntakeChild).where(
+            col(IntakeChild.merged_into).is_(None), or_(*conditions)
+        )
+        return list(session.execute(statement).scalars())
+
+    def _new_child(self, session: Session, me: ChildIdentity) -> str:
+        key = new_child_key()
+        session.add(
+            IntakeChild(child_key=key, **{name: getattr(me, name) for name in _IDENTITY_FIELDS})
+        )
+        session.flush()
+        return key
+
+    def _fill_identifiers(self, session: Session, key: str, me: ChildIdentity) -> None:
+        row = session.get(IntakeChild, key)
+        if row is None:
+            return
+        for name in _IDENTITY_FIELDS:
+            # Only gaps are filled: a differing value would have been a conflict.
+            if getattr(row, name) is None and getattr(me, name) is not None:
+                setattr(row, name, getattr(me, name))
+        session.add(row)
+
+    def _provisional_for(
+        self, session: Session, me: ChildIdentity, rows: Iterable[IntakeChild]
+    ) -> str | None:
+        """A child filed apart under an open review that this event matches exactly.
+
+        Without this, every later event about a conflicting child would open yet another
+        provisional child and review; with it they gather under the first one.
+        """
+        open_keys = set(
+            session.execute(
+                select(col(LinkReview.child_key)).where(
+                    col(LinkReview.status) == ReviewStatus.OPEN.value
+                )
+            ).scalars()
+        )
+        matches = [
+            r.child_key
+            for r in rows
+            if r.child_key in open_keys and isinstance(compare(me, _identity_of_row(r)), Linked)
+        ]
+        return matches[0] if len(matches) == 1 else None
+
+    def _open_review(
+        self, session: Session, alert_id: int, child_key: str, result: LinkResult
+    ) -> None:
+        candidates: tuple[str, ...]
+        agreeing: tuple[str, ...]
+        conflicting: tuple[str, ...]
+        if isinstance(result, PossibleMatch):
+            candidates, agreeing, conflicting = result.child_keys, result.on, ()
+            kind = LinkKind.POSSIBLE
+        elif isinstance(result, Conflict):
+            candidates, agreeing, conflicting = (
+                result.child_keys,
+                result.agreeing,
+                result.conflicting,
+            )
+            kind = LinkKind.CONFLICT
+        else:
+            return
+        session.add(
+            LinkReview(
+                alert_id=alert_id,
+                child_key=child_key,
+                candidates=list(candidates),
+                kind=kind.value,
+                agreeing=list(agreeing),
+                conflicting=list(conflicting),
+            )
+        )
+
+    # ------------------------------------------------------------------ episodes
+
+    def episode_events(self, session: Session, episode_id: str) -> list[Event]:
+        """The canonical events of an episode, re-opened from its stored alerts."""
+        alerts = session.execute(
+            select(MashAlert)
+            .join(IntakeAlert, col(IntakeAlert.alert_id) == col(MashAlert.id))
+            .where(col(IntakeAlert.episode_id) == episode_id)
+        ).scalars()
+        events = []
+        for alert in alerts:
+            event = parse_event(self.context.open_alert(alert).event)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def refresh_episode(
+        self, session: Session, episode_id: str, child_key: str, alert: MashAlert
+    ) -> IntakeEpisode:
+        """Fold the episode's events into its row and refresh its clocks."""
+        row = session.get(IntakeEpisode, episode_id)
+        owner = resolve_child(session, row.child_key if row is not None else child_key)
+        record = episode_record_from_events(owner, self.episode_events(session, episode_id))
+        if row is None:
+            row = IntakeEpisode(
+                episode_id=episode_id, child_key=owner, reported_at=record.reported_at
+            )
+        row.child_key = owner
+        row.reported_at = record.reported_at
+        row.risk_grade = record.risk_grade.value if record.risk_grade else None
+        row.found_at, row.returned_at = record.found_at, record.returned_at
+        row.missing_from, row.home_authority = record.missing_from, record.home_authority
+        row.looked_after, row.placed_in = record.looked_after, record.placed_in
+        row.rhi_offered_at = record.rhi_offered_at
+        row.rhi_completed_at = record.rhi_completed_at
+        row.rhi_declined_at = record.rhi_declined_at
+        row.updated_at = utc_now()
+        session.add(row)
+        self._note_own_receipt(session, record, alert)
+        session.flush()
+        self.refresh_episode_clocks(session, row)
+        return row
+
+    def _note_own_receipt(self, session: Session, record: EpisodeRecord, alert: MashAlert) -> None:
+        # This borough's own looked-after child placed elsewhere: the alert reaching its
+        # MASH is the notification this borough is owed.
+        borough = self.context.borough
+        host = record.host_authority
+        if not (record.looked_after and record.home_authority == borough and host != borough):
+            return
+        existing = session.execute(
+            select(col(IntakeNotification.id)).where(
+                col(IntakeNotification.episode_id) == record.episode_id,
+                col(IntakeNotification.authority) == borough,
+            )
+        ).first()
+        if existing is None:
+            session.add(
+                IntakeNotification(
+                    episode_id=record.episode_id,
+                    authority=borough,
+                    notified_at=alert.received_at,
+                    recorded_by=BROKER_ACTOR,
+                )
+            )
+
+    def notifications(self, session: Session, episode_id: str) -> list[NotificationRecord]:
+        """The notification records of an episode."""
+        rows = session.execute(
+            select(IntakeNotification).where(col(IntakeNotification.episode_id) == episode_id)
+        ).scalars()
+        return [NotificationRecord(r.episode_id, r.authority, r.notified_at) for r in rows]
+
+    def refresh_episode_clocks(self, session: Session, row: IntakeEpisode) -> None:
+        """Recompute the notification and return-interview clocks of a stored episode."""
+        clocks = episode_clocks(
+            episode_record(row),
+            borough=self.context.borough,
+            notifications=self.notifications(session, row.episode_id),
+            config=self.context.clocks,
+        )
+        for clock in clocks:
+            put_clock(session, clock, child_key=row.child_key, episode_id=row.episode_id)
+
+    def child_episodes(self, session: Session, child_key: str) -> list[EpisodeRecord]:
+        """The child's stored episodes as records."""
+        rows = session.execute(
+            select(IntakeEpisode).where(col(IntakeEpisode.child_key) == child_key)
+        ).scalars()
+        return [episode_record(r) for r in rows]
+
+    def refresh_repeat_clocks(self, session: Session, child_key: str) -> None:
+        """Raise a repeat-missing clock for each pattern the child's episodes form.
+
+        A review a person already recorded stays recorded.
+        """
+        for pattern in repeat_missing_patterns(
+            self.child_episodes(session, child_key), self.context.clocks
+        ):
+            probe = repeat_missing_clock(pattern, None, self.context.calendar)
+            stored = session.get(IntakeClock, probe.clock_id)
+            reviewed = stored.met_at if stored is not None else None
+            clock = repeat_missing_clock(pattern, reviewed, self.context.calendar)
+            put_clock(
+                session,
+                clock,
+                child_key=child_key,
+                episode_id=pattern.episode_ids[-1],
+                keep_met=True,
+            )
+
+    # ------------------------------------------------------------------ CSE tracker
+
+    def _apply_tracker(self, session: Session, child_key: str, event: Event) -> None:
+        body = event.body
+        if not isinstance(body, CaseStatus) or body.cse_tracker is None:
+            return
+        entry = body.cse_tracker
+        row = session.execute(
+            select(IntakeTracker).where(
+                col(IntakeTracker.child_key) == child_key,
+                col(IntakeTracker.identified_on) == entry.identified_on,
+            )
+        ).scalar_one_or_none()
+        as_of = london_date(body.as_of)
+        if row is None:
+            row = IntakeTracker(
+                child_key=child_key,
+                identified_on=entry.identified_on,
+                level=int(entry.level),
+                history=[[entry.identified_on.isoformat(), int(entry.level)]],
+            )
+        elif row.level != int(entry.level):
+            # A level change dated by the status it came with (Paris sends the current level).
+            row.history = [
+                *row.history,
+                [max(as_of, entry.identified_on).isoformat(), int(entry.level)],
+            ]
+        row.level = int(entry.level)
+        row.removed_on = entry.removed_on
+        row.removal_reason = entry.removal_reason.value if entry.removal_reason else None
+        row.updated_at = utc_now()
+        session.add(row)
+        session.flush()
+
+    def tracker_level(self, session: Session, child_key: str, day: date) -> CseLevel | None:
+        """The child's tracker level at the end of ``day``, if on the tracker."""
+        rows = session.execute(
+            select(IntakeTracker).where(col(IntakeTracker.child_key) == child_key)
+        ).scalars()
+        levels = [lv for lv in (tracker_record(r).level_on(day) for r in rows) if lv is not None]
+        return max(levels) if levels else None
+
+    # ------------------------------------------------------------------ priority
+
+    def priority_of(self, session: Session, event: Event, child_key: str | None) -> Priority:
+        """The priority of an event about a (possibly unknown) child, with its reasons."""
+        known_level = None
+        recent = 0
+        at = event.metadata.occurred_at
+        if child_key is not None:
+            known_level = self.tracker_level(session, child_key, london_date(at))
+            recent = episodes_in_window(
+                self.child_episodes(session, child_key),
+                child_key,
+                at,
+                self.context.clocks.repeat_window,
+            )
+        factors = factors_from_event(event, known_cse_level=known_level, recent_episodes=recent)
+        return prioritise(factors, self.context.weights)
+
+    def _score(self, session: Session, row: IntakeAlert, event: Event | None) -> None:
+        if event is None:
+            row.band, row.band_rank, row.score = Band.STANDARD.value, Band.STANDARD.rank, 0
+            row.reasons = ["partial disclosure: read it to triage"]
+        else:
+            priority = self.priority_of(session, event, row.child_key)
+            row.band, row.band_rank = priority.band.value, priority.band.rank
+            row.score, row.reasons = priority.score, list(priority.reasons)
+        session.add(row)

@@ -1,0 +1,238 @@
+"""The outbox relay: publishes committed outbox rows with confirms, marks them sent after.
+
+A row is marked ``sent`` only once RabbitMQ confirmed it. An unroutable row (no queue bound
+for its routing key) stays ``pending`` with ``last_error='unroutable'`` and is retried with
+back-off while an error is logged: never a silent drop. A crash between publish and commit
+republishes the row; consumers make that harmless with their inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlmodel import col
+
+from broker.audit import AuditKind, AuditRecord
+from broker.db import session_scope, write_gate
+from broker.logging import get_logger
+from broker.messaging import OutgoingMessage, Publisher, PublishResult, PublishStatus
+from broker.models import OutboxMessage, OutboxStatus
+from broker.service import Service
+
+__all__ = ["OutboxRelay", "RelayReport", "outbox_backlog"]
+
+_log = get_logger("outbox")
+
+#: Back-off for rows that could not be published, by attempt (capped at the last).
+_RETRY_AFTER = (1, 2, 5, 10, 30, 60)
+
+
+@dataclass(frozen=True)
+class RelayReport:
+    """What one pass of the relay did."""
+
+    taken: int
+    sent: int
+    unroutable: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    recipient: str
+    exchange: str
+    routing_key: str
+    token: str
+    jti: str
+    event_type: str
+    attempts: int
+
+
+class OutboxRelay:
+    """Publishes pending outbox rows in batches, pipelining the confirms."""
+
+    def __init__(self, service: Service, publisher: Publisher, *, batch_size: int = 500) -> None:
+        self._service = service
+        self._publisher = publisher
+        self._batch_size = batch_size
+        self._source = f"urn:mash:party:{service.settings.crypto.service_party}"
+        self._wakeup = asyncio.Event()
+        # Its database work runs on a thread of its own, not queued in the shared pool
+        # behind the ingest's translating and sealing.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox relay")
+
+    def wake(self) -> None:
+        """Start the next pass now: rows were just committed by this process.
+
+        Without it the relay finds new rows at its next poll; an ingest worker in the same
+        process calls it after each commit, so a disclosure waits for no timer.
+        """
+        self._wakeup.set()
+
+    async def run_once(self) -> RelayReport:
+        """Publish one batch of due rows; record each outcome."""
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(self._thread, self._due_rows)
+        if not rows:
+            return RelayReport(0, 0, 0, 0)
+        messages = [
+            OutgoingMessage(
+                exchange=row.exchange,
+                routing_key=row.routing_key,
+                body=row.token.encode("ascii"),
+                message_id=row.jti,
+                event_type=row.event_type,
+                source=self._source,
+            )
+            for row in rows
+        ]
+        results = await self._publisher.publish_batch(messages)
+        return await loop.run_in_executor(self._thread, self._record, rows, results)
+
+    async def run(self, stop: asyncio.Event, *, idle_seconds: float = 0.2) -> None:
+        """Relay until ``stop`` is set; when nothing is due, wait for ``wake`` or the poll.
+
+        The poll (``idle_seconds``) finds rows committed by other processes and rows whose
+        retry time has come.
+        """
+        while not stop.is_set():
+            # Cleared before the pass: a wake-up during it means rows it may have missed.
+            self._wakeup.clear()
+            try:
+                report = await self.run_once()
+            except Exception:  # noqa: BLE001 - the relay must outlive any one failure
+                _log.exception("relay_pass_failed")
+                report = RelayReport(0, 0, 0, 0)
+                await _sleep_or_stop(stop, 1.0)
+            if report.taken < self._batch_size:
+                await _wait_either(stop, self._wakeup, idle_seconds)
+
+    def _due_rows(self) -> list[_Row]:
+        now = datetime.now(UTC)
+        with session_scope(self._service.sessions) as session:
+            found = session.execute(
+                select(
+                    col(OutboxMessage.id),
+                    col(OutboxMessage.recipient),
+                    col(OutboxMessage.exchange),
+                    col(OutboxMessage.routing_key),
+                    col(OutboxMessage.token),
+                    col(OutboxMessage.jti),
+                    col(OutboxMessage.attempts),
+                )
+                .where(
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                    or_(
+                        col(OutboxMessage.next_attempt_at).is_(None),
+                        col(OutboxMessage.next_attempt_at) <= now,
+                    ),
+                )
+                .order_by(col(OutboxMessage.id))
+                .limit(self._batch_size)
+            ).all()
+        return [
+            _Row(
+                id=r[0],
+                recipient=r[1],
+                exchange=r[2],
+                routing_key=r[3],
+                token=r[4],
+                jti=r[5],
+                event_type=r[3].split(".", 1)[1] if "." in r[3] else "unknown",
+                attempts=r[6],
+            )
+            for r in found
+        ]
+
+    def _record(self, rows: list[_Row], results: list[PublishResult]) -> RelayReport:
+        now = datetime.now(UTC)
+        sent = [row for row, result in zip(rows, results, strict=True) if result.confirmed]
+        unsent = [
+            (row, result) for row, result in zip(rows, results, strict=True) if not result.confirmed
+        ]
+        sessions = self._service.sessions
+        with write_gate(sessions) as gate, session_scope(sessions) as session:
+            gate.enter()
+            if sent:
+                session.execute(
+                    update(OutboxMessage)
+                    .where(col(OutboxMessage.id).in_([row.id for row in sent]))
+                    .values(
+                        status=OutboxStatus.SENT,
+                        sent_at=now,
+                        attempts=col(OutboxMessage.attempts) + 1,
+                        last_error=None,
+                    )
+                )
+            for row, result in unsent:
+                delay = _RETRY_AFTER[min(row.attempts, len(_RETRY_AFTER) - 1)]
+                session.execute(
+                    update(OutboxMessage)
+                    .where(col(OutboxMessage.id) == row.id)
+                    .values(
+                        attempts=row.attempts + 1,
+                        last_error=result.status.value,
+                        next_attempt_at=now + timedelta(seconds=delay),
+                    )
+                )
+            self._service.audit.append_many(
+                session,
+                [
+                    AuditRecord(
+                        kind=AuditKind.PUBLISHED,
+                        recipient=row.recipient,
+                        jti=row.jti,
+                        detail=f"outbox_id={row.id} exchange={row.exchange} "
+                        f"routing_key={row.routing_key}",
+                    )
+                    for row in sent
+                ],
+            )
+        unroutable = sum(1 for _, r in unsent if r.status is PublishStatus.UNROUTABLE)
+        for row, result in unsent:
+            # An alarm, not a drop: the row stays pending and is retried.
+            _log.error(
+                "outbox_not_published",
+                outbox_id=row.id,
+                recipient=row.recipient,
+                routing_key=row.routing_key,
+                status=result.status.value,
+                attempts=row.attempts + 1,
+            )
+        return RelayReport(
+            taken=len(rows), sent=len(sent), unroutable=unroutable, failed=len(unsent) - unroutable
+        )
+
+
+def outbox_backlog(service: Service) -> int:
+    """How many outbox rows wait to be published."""
+    with session_scope(service.sessions) as session:
+        count = session.execute(
+            select(func.count()).where(col(OutboxMessage.status) == OutboxStatus.PENDING)
+        ).scalar_one()
+    return int(count)
+
+
+async def _wait_either(stop: asyncio.Event, wakeup: asyncio.Event, seconds: float) -> None:
+    """Wait until ``stop`` or ``wakeup`` is set, or ``seconds`` pass."""
+    if stop.is_set() or wakeup.is_set():
+        return
+    waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        pass

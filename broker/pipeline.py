@@ -1,0 +1,553 @@
+"""The ingest pipeline: native message → canonical events → decisions → sealed outbox rows.
+
+Everything one message causes is written in one database transaction: the raw message
+(encrypted at rest), the audit entries (received, shared, refused, or rejected) and one
+outbox row per disclosure. Only after that commit may the caller acknowledge the message;
+the relay publishes the outbox rows later (``broker.outbox``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
+
+from adapters import AdapterContext, AdapterError, Problem, get_adapter
+from broker import envelope
+from broker.audit import AuditKind, AuditLog, AuditRecord
+from broker.db import session_scope, write_gate
+from broker.envelope import EnvelopeLimits
+from broker.logging import get_logger
+from broker.models import InboxEntry, OutboxMessage, OutboxStatus, RawMessage
+from broker.policy import Decision, evaluate
+from broker.service import Service
+from broker.topology import DISCLOSURES_EXCHANGE, disclosure_routing_key
+from schemas import Event, Provenance
+from schemas.common import is_valid_nhs_number
+
+__all__ = ["IngestResult", "Ingestor", "PreparedMessage", "message_digest"]
+
+_log = get_logger("pipeline")
+
+
+def message_digest(raw: bytes) -> str:
+    """Lower-case hex SHA-256 of a native message: its identity for dedup and provenance."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one native message caused."""
+
+    raw_id: UUID | None
+    event_ids: tuple[UUID, ...] = ()
+    disclosures: int = 0
+    refusals: int = 0
+    problems: tuple[Problem, ...] = ()
+    #: The same bytes were already processed from this source: nothing was done again.
+    duplicate: bool = False
+
+    @property
+    def rejected(self) -> bool:
+        """True when the adapter could not translate the message."""
+        return bool(self.problems)
+
+
+@dataclass
+class _Batch:
+    audit: list[AuditRecord] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    refusals: int = 0
+
+
+@dataclass
+class PreparedMessage:
+    """A native message translated, decided, sealed and audited, not yet stored.
+
+    Made by ``Ingestor.prepare``, stored by ``Ingestor.store_prepared``; its contents
+    are the pipeline's own business.
+    """
+
+    channel: str
+    source: str
+    digest: str
+    raw_row: RawMessage
+    error: AdapterError | None = None
+    records: list[AuditRecord] = field(default_factory=list)
+    batch: _Batch = field(default_factory=_Batch)
+    result: IngestResult = field(default_factory=lambda: IngestResult(raw_id=None))
+
+    @property
+    def dedup_key(self) -> tuple[str, str]:
+        """The inbox (consumer, message id) that marks these bytes from this source as seen."""
+        return (_inbox_consumer(self.channel, self.source), self.digest)
+
+
+class Ingestor:
+    """Runs the pipeline for one message at a time; safe to share between threads."""
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+        self._limits = EnvelopeLimits.from_settings(service.settings.crypto)
+        self._issuer_party = service.settings.crypto.service_party
+
+    def ingest(
+        self,
+        adapter_name: str,
+        raw: bytes,
+        source: str,
+        *,
+        received_at: datetime | None = None,
+    ) -> IngestResult:
+        """Translate, decide, seal and store everything ``raw`` causes, in one transaction.
+
+        Args:
+            adapter_name: the adapter for the message's format.
+            raw: the native message bytes.
+            source: the authenticated sender's party id.
+            received_at: when it arrived; now if omitted.
+
+        Returns:
+            The event ids, how many disclosures and refusals, or the adapter's problems.
+
+        Raises:
+            TransportError: the database is unavailable; nothing was stored.
+            AuditEntryInvalid, ConfigurationError: a fault of ours; nothing was stored.
+        """
+        now = received_at or datetime.now(UTC)
+        digest = message_digest(raw)
+        adapter = get_adapter(adapter_name)
+        try:
+            events = adapter.parse(raw, AdapterContext(source_agency=source, now=now))
+        except AdapterError as exc:
+            return self._reject(
+                adapter_name, raw=raw, source=source, digest=digest, error=exc, now=now
+            )
+        return self.ingest_events(adapter_name, raw, source, events, received_at=now)
+
+    def ingest_events(
+        self,
+        channel: str,
+        raw: bytes,
+        source: str,
+        events: Sequence[Event],
+        *,
+        received_at: datetime | None = None,
+        received_jti: str | None = None,
+        received_detail: str | None = None,
+        in_transaction: Callable[[Session], None] | None = None,
+    ) -> IngestResult:
+        """Decide, seal and store canonical events that already came out of ``raw``.
+
+        The second half of :meth:`ingest`, for entry points that make canonical events
+        without an adapter (a disclosure from a neighbouring borough's broker). The same
+        transaction, dedup, audit and outbox apply.
+
+        Args:
+            channel: how the message came in: the adapter name, or e.g. ``xborder``. Names
+                the raw message's origin and the dedup key (with ``source``).
+            raw: the message bytes as received; kept encrypted at rest and digested for
+                dedup and provenance.
+            source: the authenticated sender's party id.
+            events: the canonical events the message carries.
+            received_at: when it arrived; now if omitted.
+            received_jti: the token id the message arrived as, recorded on the received
+                audit entries (links them to the sender's own audit).
+            received_detail: further ``key=id`` pairs for the received audit entries.
+            in_transaction: called inside the transaction once the message is known to be
+                new, before anything else is written; raising rolls everything back.
+
+        Returns:
+            The event ids and how many disclosures and refusals, or ``duplicate``.
+
+        Raises:
+            TransportError: the database is unavailable; nothing was stored.
+            AuditEntryInvalid, ConfigurationError: a fault of ours; nothing was stored.
+        """
+        now = received_at or datetime.now(UTC)
+        digest = message_digest(raw)
+        batch = _Batch()
+        for event in events:
+            self._decide(event, source, digest, now, batch)
+        try:
+            with session_scope(self._service.sessions) as session:
+                if self._seen(session, channel, source, digest):
+                    return IngestResult(raw_id=None, duplicate=True)
+                raw_row = self._store_raw(session, channel, raw, source, now)
+                if in_transaction is not None:
+                    in_transaction(session)
+                detail = f"adapter={channel} raw_id={raw_row.id}"
+                if received_detail:
+                    detail = f"{detail} {received_detail}"
+                received = [
+                    AuditRecord(
+                        kind=AuditKind.RECEIVED,
+                        event_id=e.metadata.event_id,
+                        party=source,
+                        jti=received_jti,
+                        detail=detail,
+                    )
+                    for e in events
+                ]
+                if batch.outbox:
+                    session.execute(insert(OutboxMessage), batch.outbox)
+                self._service.audit.append_many(session, [*received, *batch.audit])
+        except IntegrityError:
+            # Another worker committed the same message first (the inbox key is unique).
+            return IngestResult(raw_id=None, duplicate=True)
+        _log.info(
+            "message_ingested",
+            adapter=channel,
+            source=source,
+            raw_id=str(raw_row.id),
+            events=len(events),
+            disclosures=len(batch.outbox),
+            refusals=batch.refusals,
+        )
+        return IngestResult(
+            raw_id=raw_row.id,
+            event_ids=tuple(e.metadata.event_id for e in events),
+            disclosures=len(batch.outbox),
+            refusals=batch.refusals,
+        )
+
+    def ingest_batch(
+        self, items: Sequence[tuple[str, bytes, str]], *, received_at: datetime | None = None
+    ) -> list[IngestResult | Exception]:
+        """Ingest several native messages in ONE transaction (group commit).
+
+        :meth:`prepare` for each message, then :meth:`store_prepared` for them all: the
+        batch costs one commit (one disk flush) instead of one per message.
+
+        Args:
+            items: (adapter name, raw bytes, authenticated sender) per message.
+            received_at: when they arrived; now if omitted.
+
+        Returns:
+            Per message, in order: its result as :meth:`ingest` gives it, or the exception
+            :meth:`ingest` would have raised for it before storing anything (a fault of
+            that message alone; the others are stored without it).
+
+        Raises:
+            As :meth:`store_prepared`; nothing was stored then.
+        """
+        now = received_at or datetime.now(UTC)
+        outcomes: list[IngestResult | Exception] = []
+        prepared: list[tuple[int, PreparedMessage]] = []
+        for adapter, raw, source in items:
+            try:
+                item = self.prepare(adapter, raw, source, received_at=now)
+            except Exception as exc:  # noqa: BLE001 - this message's own outcome
+                outcomes.append(exc)
+                continue
+            prepared.append((len(outcomes), item))
+            outcomes.append(item.result)
+        results = self.store_prepared([item for _, item in prepared])
+        for (index, _), result in zip(prepared, results, strict=True):
+            outcomes[index] = result
+        return outcomes
+
+    def prepare(
+        self, adapter_name: str, raw: bytes, source: str, *, received_at: datetime | None = None
+    ) -> PreparedMessage:
+        """The first half of :meth:`ingest`, which needs no database: parse, decide, seal.
+
+        Safe to run in many threads at once; :meth:`store_prepared` then stores what it
+        made. A message the adapter cannot translate is prepared too (to be stored as
+        rejected).
+
+        Raises:
+            Exception: as :meth:`ingest` would for this message; nothing is stored.
+        """
+        return self._prepare(adapter_name, raw, source, received_at or datetime.now(UTC))
+
+    def store_prepared(self, items: Sequence[PreparedMessage]) -> list[IngestResult]:
+        """The second half of :meth:`ingest` for several messages, in ONE transaction.
+
+        Everything the messages cause (raw messages, inbox entries, outbox rows, audit
+        entries) is written with a few statements and committed together. Dedup applies
+        as in :meth:`ingest`, within the batch too.
+
+        Returns:
+            One result per message, in order, as :meth:`ingest` gives it.
+
+        Raises:
+            TransportError: the database is unavailable; nothing was stored.
+            IntegrityError: another process stored one of the messages meanwhile; nothing
+                was stored (store them one by one: that one is then a duplicate).
+        """
+        if not items:
+            return []
+        results: list[IngestResult] = []
+        stored: list[PreparedMessage] = []
+        sessions = self._service.sessions
+        with write_gate(sessions) as gate, session_scope(sessions) as session:
+            seen = self._seen_among(session, items)
+            gate.enter()
+            for item in items:
+                if item.dedup_key in seen:
+                    problems = item.error.problems if item.error else ()
+                    results.append(IngestResult(raw_id=None, problems=problems, duplicate=True))
+                    continue
+                seen.add(item.dedup_key)
+                stored.append(item)
+                results.append(item.result)
+            if stored:
+                # A few statements for the whole batch, whatever its size; the audit chain's
+                # head row is locked once per transaction.
+                session.execute(
+                    insert(InboxEntry),
+                    [
+                        {
+                            "consumer": i.dedup_key[0],
+                            "message_id": i.digest,
+                            "processed_at": i.raw_row.received_at,
+                        }
+                        for i in stored
+                    ],
+                )
+                session.execute(insert(RawMessage), [i.raw_row.model_dump() for i in stored])
+                outbox = [row for i in stored for row in i.batch.outbox]
+                if outbox:
+                    session.execute(insert(OutboxMessage), outbox)
+                self._service.audit.append_many(session, [r for i in stored for r in i.records])
+        for item in stored:
+            self._log_stored(item)
+        return results
+
+    def _prepare(
+        self, adapter_name: str, raw: bytes, source: str, now: datetime
+    ) -> PreparedMessage:
+        """Everything about one message that needs no database: parse, decide, seal, audit.
+
+        Raises:
+            Exception: as :meth:`ingest` would for this message (nothing is stored).
+        """
+        digest = message_digest(raw)
+        raw_row = self._raw_row(adapter_name, raw, source, now)
+        item = PreparedMessage(channel=adapter_name, source=source, digest=digest, raw_row=raw_row)
+        detail = f"adapter={adapter_name} raw_id={raw_row.id}"
+        try:
+            events = get_adapter(adapter_name).parse(
+                raw, AdapterContext(source_agency=source, now=now)
+            )
+        except AdapterError as exc:
+            item.error = exc
+            item.records.append(
+                AuditLog.record(
+                    kind=AuditKind.REJECTED, party=source, reason=exc.code, detail=detail
+                )
+            )
+            item.result = IngestResult(raw_id=raw_row.id, problems=exc.problems)
+            return item
+        for event in events:
+            self._decide(event, source, digest, now, item.batch)
+        item.records.extend(
+            AuditLog.record(
+                kind=AuditKind.RECEIVED, event_id=e.metadata.event_id, party=source, detail=detail
+            )
+            for e in events
+        )
+        item.records.extend(item.batch.audit)
+        item.result = IngestResult(
+            raw_id=raw_row.id,
+            event_ids=tuple(e.metadata.event_id for e in events),
+            disclosures=len(item.batch.outbox),
+            refusals=item.batch.refusals,
+        )
+        return item
+
+    @staticmethod
+    def _seen_among(session: Session, items: Sequence[PreparedMessage]) -> set[tuple[str, str]]:
+        """Which (inbox consumer, digest) keys of these messages were processed before."""
+        if not items:
+            return set()
+        found = session.execute(
+            select(col(InboxEntry.consumer), col(InboxEntry.message_id)).where(
+                col(InboxEntry.message_id).in_({item.digest for item in items})
+            )
+        ).all()
+        return {(consumer, message_id) for consumer, message_id in found}
+
+    @staticmethod
+    def _log_stored(item: PreparedMessage) -> None:
+        result = item.result
+        if item.error is not None:
+            _log.warning(
+                "message_rejected",
+                adapter=item.channel,
+                source=item.source,
+                raw_id=str(result.raw_id),
+                problems=len(result.problems),
+            )
+            return
+        _log.info(
+            "message_ingested",
+            adapter=item.channel,
+            source=item.source,
+            raw_id=str(result.raw_id),
+            events=len(result.event_ids),
+            disclosures=result.disclosures,
+            refusals=result.refusals,
+        )
+
+    def _decide(self, event: Event, source: str, digest: str, now: datetime, batch: _Batch) -> None:
+        decision: Decision = evaluate(self._service.policy, event, now)
+        for refusal in decision.refusals:
+            batch.refusals += 1
+            batch.audit.append(
+                AuditRecord(
+                    kind=AuditKind.REFUSED,
+                    event_id=event.metadata.event_id,
+                    recipient=refusal.recipient,
+                    rule_id=refusal.rule_id,
+                    reason=refusal.reason.value,
+                    detail=f"agreement_version={decision.agreement_version or 'none'}",
+                )
+            )
+        provenance = Provenance(
+            source_agency=source,
+            source_event_id=event.metadata.event_id,
+            original_sha256=digest,
+        )
+        for disclosure in decision.disclosures:
+            sealed = envelope.seal(
+                disclosure.event,
+                sender=self._service.service_keys,
+                recipient=disclosure.recipient,
+                registry=self._service.registry,
+                rule_id=disclosure.rule_id,
+                lawful_basis=disclosure.lawful_basis,
+                purpose=disclosure.purpose,
+                provenance=provenance,
+                event_type=event.event_type,
+                limits=self._limits,
+                now=now,
+            )
+            batch.outbox.append(
+                {
+                    "event_id": event.metadata.event_id,
+                    "recipient": disclosure.recipient,
+                    "exchange": DISCLOSURES_EXCHANGE,
+                    "routing_key": disclosure_routing_key(
+                        disclosure.recipient, event.event_type.value
+                    ),
+                    "token": sealed.token,
+                    "jti": sealed.jti,
+                    "created_at": now,
+                    "status": OutboxStatus.PENDING,
+                    "attempts": 0,
+                }
+            )
+            batch.audit.append(
+                AuditRecord(
+                    kind=AuditKind.SHARED,
+                    event_id=event.metadata.event_id,
+                    recipient=disclosure.recipient,
+                    rule_id=disclosure.rule_id,
+                    lawful_basis=disclosure.lawful_basis.value,
+                    fields=disclosure.shared_fields(),
+                    jti=sealed.jti,
+                )
+            )
+
+    def _reject(
+        self,
+        adapter_name: str,
+        *,
+        raw: bytes,
+        source: str,
+        digest: str,
+        error: AdapterError,
+        now: datetime,
+    ) -> IngestResult:
+        with session_scope(self._service.sessions) as session:
+            if self._seen(session, adapter_name, source, digest):
+                return IngestResult(raw_id=None, problems=error.problems, duplicate=True)
+            raw_row = self._store_raw(session, adapter_name, raw, source, now)
+            self._service.audit.append(
+                session,
+                kind=AuditKind.REJECTED,
+                party=source,
+                reason=error.code,
+                detail=f"adapter={adapter_name} raw_id={raw_row.id}",
+            )
+        _log.warning(
+            "message_rejected",
+            adapter=adapter_name,
+            source=source,
+            raw_id=str(raw_row.id),
+            problems=len(error.problems),
+        )
+        return IngestResult(raw_id=raw_row.id, problems=error.problems)
+
+    def _store_raw(
+        self, session: Session, adapter_name: str, raw: bytes, source: str, now: datetime
+    ) -> RawMessage:
+        row = self._raw_row(adapter_name, raw, source, now)
+        session.add(row)
+        session.flush()
+        return row
+
+    def _raw_row(self, adapter_name: str, raw: bytes, source: str, now: datetime) -> RawMessage:
+        while True:
+            row = RawMessage.seal(
+                raw,
+                adapter=adapter_name,
+                source_party=source,
+                key=self._service.data_key,
+                key_id=self._service.data_key_id,
+                received_at=now,
+            )
+            # Its id goes into audit entries, which refuse anything that reads as an NHS
+            # number; a random UUID does about once in 1,800 (the message would then fail).
+            if not _reads_as_nhs_number(str(row.id)):
+                return row
+
+    @staticmethod
+    def _seen(session: Session, adapter_name: str, source: str, digest: str) -> bool:
+        """Whether these bytes from this source were processed before; remember them if not."""
+        consumer = _inbox_consumer(adapter_name, source)
+        found = session.execute(
+            select(col(InboxEntry.id)).where(
+                col(InboxEntry.consumer) == consumer, col(InboxEntry.message_id) == digest
+            )
+        ).first()
+        if found is not None:
+            return True
+        session.add(InboxEntry(consumer=consumer, message_id=digest))
+        session.flush()
+        return False
+
+
+_TEN_DIGITS = re.compile(r"(?<!\d)\d{10}(?!\d)")
+
+
+def _reads_as_nhs_number(text: str) -> bool:
+    """Whether ``text`` holds a run of ten digits that passes the NHS number check.
+
+    The audit log refuses such values (``broker.audit.AuditRecord``), so ids generated
+    here for audit entries must not contain one.
+    """
+    return any(is_valid_nhs_number(run) for run in _TEN_DIGITS.findall(text))
+
+
+def _inbox_consumer(channel: str, source: str) -> str:
+    """The inbox consumer name under which ingest remembers a source's messages."""
+    return f"ingest.{channel}.{source}"
+
+
+def ingest_many(ingestor: Ingestor, items: Sequence[tuple[str, bytes, str]]) -> list[IngestResult]:
+    """Ingest several (adapter, raw, source) messages one after another (tests, demo)."""
+    return [ingestor.ingest(adapter, raw, source) for adapter, raw, source in items]
+
+
+__all__ += ["ingest_many"]

@@ -1,0 +1,415 @@
+"""The intake store: what storing an alert sets off, staff steps, and what the pages read."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, text
+from sqlmodel import Session, col
+
+from broker.audit import verify
+from broker.db import session_scope
+from broker.intake.clocks import ClockKind, ClockStatus
+from broker.intake.consumer import IntakeConsumer
+from broker.intake.context import IntakeContext
+from broker.intake.store import IntakeStore
+from broker.intake.tables import (
+    Decision,
+    IntakeAlert,
+    IntakeChild,
+    IntakeClock,
+    IntakeEpisode,
+    IntakeTracker,
+    LinkReview,
+)
+from broker.intake.triage import Actor, TransitionRefused, Triage
+from broker.intake.views import (
+    alert_detail,
+    child_view,
+    clock_views,
+    kpi_view,
+    profile_views,
+    queue,
+)
+from broker.models import AlertStatus, AuditEntry, AuditKind, MashAlert
+from broker.runtime import audit_public_keys
+from broker.service import Service
+from schemas.common import make_test_nhs_number
+from schemas.events import (
+    AttendanceSetting,
+    CaseStatus,
+    CseLevel,
+    CseTrackerEntry,
+    Event,
+    MissingFound,
+    MissingReported,
+    RemovalReason,
+    RiskGrade,
+    SafeguardingFlag,
+    UnscheduledCareAttendance,
+)
+from schemas.person import LookedAfter
+from tests.broker.intake.conftest import Deliver, frozen
+from tests.broker.intake.factories import SLOUGH, WAM, child, event, utc
+
+#: "Now" for every reading in these tests: a Tuesday in winter (GMT).
+NOW = utc(2026, 11, 24, 10, 0)
+SAM = Actor(name="sam.intake", role="intake")
+
+
+def reported(episode: str, at, subject, grade: RiskGrade = RiskGrade.MEDIUM):
+    return event(
+        MissingReported(episode_id=episode, risk_grade=grade, reported_at=at, missing_from=WAM),
+        subject=subject,
+        at=at,
+        correlation_id=episode,
+    )
+
+
+def found(episode: str, at, subject):
+    return event(
+        MissingFound(episode_id=episode, found_at=at, returned_at=at),
+        subject=subject,
+        at=at,
+        correlation_id=episode,
+    )
+
+
+@pytest.fixture
+def context(intake_service: Service) -> IntakeContext:
+    return IntakeContext.load(intake_service, clock=frozen(NOW))
+
+
+def session_of(service: Service) -> Session:
+    return service.sessions()
+
+
+def test_events_about_one_child_link_by_nhs_number_and_fold_into_one_episode(
+    intake_service: Service, deliver: Deliver, context: IntakeContext
+) -> None:
+    maisie = child()
+    first = deliver(reported("EP-1", utc(2026, 11, 20, 21, 30), maisie, RiskGrade.HIGH))
+    second = deliver(found("EP-1", utc(2026, 11, 22, 8, 0), maisie))
+    with session_scope(intake_service.sessions) as session:
+        a, b = session.get(IntakeAlert, first), session.get(IntakeAlert, second)
+        assert a is not None
+        assert b is not None
+        assert (a.link, b.link, b.linked_by) == ("new", "linked", "nhs_number")
+        assert a.child_key == b.child_key
+        assert a.band == "immediate"
+        assert "police risk grade high" in a.reasons
+        episode = session.get(IntakeEpisode, "EP-1")
+        assert episode is not None
+        assert episode.reported_at == utc(2026, 11, 20, 21, 30)
+        assert episode.found_at == utc(2026, 11, 22, 8, 0)
+        assert episode.risk_grade == "high"
+        rhi = session.get(IntakeClock, "return_interview:EP-1")
+        assert rhi is not None
+        assert rhi.due_at == utc(2026, 11, 25, 8, 0)  # 72 hours after return
+        readings = {c.kind: c for c in clock_views(session, context, NOW)}
+    # Read at the frozen "now": 22 hours left, so due soon (within 24 h).
+    assert readings["return_interview"].status is ClockStatus.DUE_SOON
+    assert readings["return_interview"].seconds_left == 22 * 3600
+
+
+def test_identifiers_are_kept_only_as_keyed_hashes(
+    intake_service: Service, deliver: Deliver
+) -> None:
+    maisie = child(police="TVP/123/26", paris="P-100200")
+    deliver(reported("EP-1", utc(2026, 11, 20, 21, 30), maisie))
+    nhs = make_test_nhs_number(7)
+    with session_scope(intake_service.sessions) as session:
+        row = session.execute(select(IntakeChild)).scalar_one()
+        stored = [row.nhs_number, row.paris_id, row.police_person_ref, row.family_name]
+        assert all(value is not None and len(value) == 64 for value in stored)
+        # Nothing in any intake table holds the identifiers, names or birth date in clear.
+        dump = " ".join(
+            str(values)
+            for table in ("intake_child", "intake_alert", "intake_episode", "intake_clock")
+            for values in session.execute(text(f"SELECT * FROM {table}")).all()  # noqa: S608
+        )
+    for secret in (nhs, "P-100200", "TVP/123/26", "Thornlow", "Maisie", "2012-05-17"):
+        assert secret not in dump
+
+
+def test_a_name_and_birth_match_is_kept_apart_until_a_person_confirms_it(
+    intake_service: Service, deliver: Deliver, context: IntakeContext
+) -> None:
+    known = deliver(reported("EP-1", utc(2026, 11, 1, 20, 0), child(nhs=7)))
+    # The same name and date of birth, no NHS number, a police reference instead.
+    doubtful = deliver(
+        reported("EP-2", utc(2026, 11, 20, 20, 0), child(nhs=None, police="TVP/9/26"))
+    )
+    with session_scope(intake_service.sessions) as session:
+        a, b = session.get(IntakeAlert, known), session.get(IntakeAlert, doubtful)
+        assert a is not None
+        assert b is not None
+        assert b.link == "possible"
+        assert b.child_key != a.child_key  # never merged silently
+        review = session.execute(select(LinkReview)).scalar_one()
+        assert review.candidates == [a.child_key]
+        assert review.status == "open"
+        assert review.id is not None
+        assert any(r.review_open for r in queue(session, context, NOW))
+        Triage(context).resolve_review(session, review.id, SAM, same_as=a.child_key)
+    with session_scope(intake_service.sessions) as session:
+        b = session.get(IntakeAlert, doubtful)
+        assert b is not None
+        assert a is not None
+        assert b.child_key == a.child_key
+        assert session.get(IntakeEpisode, "EP-2").child_key == a.child_key  # type: ignore[union-attr]
+        view = child_view(session, context, a.child_key, NOW)  # type: ignore[arg-type]
+        assert [e.alert_id for e in view.timeline] == [known, doubtful]
+        entry = session.execute(
+            select(AuditEntry).where(col(AuditEntry.reason) == "link_confirmed")
+        ).scalar_one()
+        assert entry.actor == "sam.intake"
+        assert verify(session, audit_public_keys(intake_service)).ok
+
+
+def test_conflicting_identifiers_gather_under_one_provisional_child(
+    intake_service: Service, deliver: Deliver
+) -> None:
+    deliver(reported("EP-1", utc(2026, 11, 1, 20, 0), child(nhs=7, police="TVP/1/26")))
+    # Same NHS number, a different police reference: not linked, flagged.
+    second = deliver(reported("EP-2", utc(2026, 11, 5, 20, 0), child(nhs=7, police="TVP/2/26")))
+    third = deliver(found("EP-2", utc(2026, 11, 6, 9, 0), child(nhs=7, police="TVP/2/26")))
+    with session_scope(intake_service.sessions) as session:
+        b, c = session.get(IntakeAlert, second), session.get(IntakeAlert, third)
+        assert b is not None
+        assert c is not None
+        assert (b.link, c.link) == ("conflict", "conflict")
+        assert b.child_key == c.child_key
+        reviews = session.execute(select(LinkReview)).scalars().all()
+        assert len(reviews) == 1
+        assert reviews[0].conflicting == ["police_person_ref"]
+        assert session.execute(select(IntakeChild)).scalars().all().__len__() == 2
+
+
+def test_three_episodes_in_90_days_raise_a_repeat_missing_clock_and_score(
+    intake_service: Service, deliver: Deliver, context: IntakeContext
+) -> None:
+    maisie = child()
+    for n, day in enumerate((1, 10, 20), start=1):
+        last = deliver(reported(f"EP-{n}", utc(2026, 11, day, 20, 0), maisie, RiskGrade.LOW))
+    with session_scope(intake_service.sessions) as session:
+        triage = session.get(IntakeAlert, last)
+        assert triage is not None
+        assert "repeat missing: 3 episodes in window" in triage.reasons
+        clock = session.execute(
+            select(IntakeClock).where(col(IntakeClock.kind) == "repeat_missing")
+        ).scalar_one()
+        assert clock.instance == "EP-3"
+        # Friday 20 November 20:00, after hours: reviewed by the close of Monday.
+        assert clock.due_at == utc(2026, 11, 23, 17, 0)
+        Triage(context).record_review(session, clock.clock_id, SAM)
+        with pytest.raises(TransitionRefused):
+            Triage(context).record_review(session, clock.clock_id, SAM)
+    # A fourth episode does not raise another pattern within the window, and the review stays.
+    deliver(reported("EP-4", utc(2026, 11, 21, 20, 0), maisie))
+    with session_scope(intake_service.sessions) as session:
+        clocks = (
+            session.execute(select(IntakeClock).where(col(IntakeClock.kind) == "repeat_missing"))
+            .scalars()
+            .all()
+        )
+        assert [c.met_at for c in clocks] == [NOW]
+
+
+def test_a_child_placed_here_by_slough_starts_the_placing_authority_clock(
+    intake_service: Service, deliver: Deliver, context: IntakeContext
+) -> None:
+    placed = child(
+        nhs=11, home=SLOUGH, looked_after=LookedAfter(responsible_authority=SLOUGH, placed_in=WAM)
+    )
+    alert = deliver(reported("EP-9", utc(2026, 11, 24, 9, 0), placed))
+    with session_scope(intake_service.sessions) as session:
+        clock = session.get(IntakeClock, "notify_placing_authority:EP-9")
+        assert clock is not None
+        assert (clock.authority, clock.due_at, clock.met_at) == (
+            SLOUGH,
+            utc(2026, 11, 24, 10, 0),
+            None,
+        )
+        triage = session.get(IntakeAlert, alert)
+        assert triage is not None
+        assert "placed out of area" in triage.reasons
+        Triage(context).record_notification(
+            session, "EP-9", SLOUGH, SAM, notified_at=utc(2026, 11, 24, 9, 40)
+        )
+    with session_scope(intake_service.sessions) as session:
+        clock = session.get(IntakeClock, "notify_placing_authority:EP-9")
+        assert clock is not None
+        assert clock.met_at == utc(2026, 11, 24, 9, 40)
+
+
+def test_our_child_placed_elsewhere_is_told_to_us_when_the_alert_arrives(
+    intake_service: Service, deliver: Deliver
+) -> None:
+    ours = child(nhs=12, looked_after=LookedAfter(responsible_authority=WAM, placed_in=SLOUGH))
+    event_ = reported("EP-8", utc(2026, 11, 24, 9, 0), ours)
+    event_ = event_.model_copy(
+        update={"body": event_.body.model_copy(update={"missing_from": SLOUGH})}
+    )
+    alert_id = deliver(event_)
+    with session_scope(intake_service.sessions) as session:
+        clock = session.get(IntakeClock, "notify_this_borough:EP-8")
+        alert = session.get(MashAlert, alert_id)
+        assert clock is not None
+        assert alert is not None
+        assert clock.met_at == alert.received_at
+
+
+def test_the_triage_workflow_is_audited_and_meets_the_decision_clock(
+    intake_service: Service, deliver: Deliver, context: IntakeContext
+) -> None:
+    alert_id = deliver(reported("EP-1", utc(2026, 11, 20, 21, 30), child()))
+    triage = Triage(context)
+    with session_scope(intake_service.sessions) as session:
+        with pytest.raises(TransitionRefused, match="from new to decided"):
+            triage.decide(session, alert_id, SAM, Decision.S47_ENQUIRY)
+        triage.record_view(session, [alert_id], SAM)
+        triage.acknowledge(session, alert_id, SAM)
+        triage.assign(session, alert_id, SAM, "jo.social")
+        triage.decide(session, alert_id, SAM, Decision.STRATEGY_DISCUSSION)
+        triage.close(session, alert_id, SAM)
+    with session_scope(intake_service.sessions) as session:
+        detail = alert_detail(session, context, alert_id, NOW)
+        assert detail.item.status is AlertStatus.CLOSED
+        assert [h.action for h in detail.history] == [
+            "viewed",
+            "acknowledged",
+            "assigned",
+            "decided",
+            "closed",
+        ]
+        assert detail.history[2].assignee == "jo.social"
+        assert detail.rule_id == "missing-to-mash"
+        assert {"subject.nhs_number", "body.risk_grade"} <= {f.path for f in detail.fields}
+        assert detail.item.decision_clock is not None
+        assert detail.item.decision_clock.status is ClockStatus.MET
+        reasons = (
+            session.execute(
+                select(col(AuditEntry.reason))
+                .where(col(AuditEntry.kind) == AuditKind.OPENED)
+                .order_by(col(AuditEntry.seq))
+            )
+            .scalars()
+            .all()
+        )
+        assert reasons == [
+            "viewed",
+            "acknowledged",
+            "assigned",
+            "decided:strategy_discussion",
+            "closed",
+        ]
+        assert verify(session, audit_public_keys(intake_service)).ok
+
+
+def test_case_status_keeps_the_tracker_and_feeds_the_kpis(
+    intake_service: Service, deliver: Deliver, context: IntakeContext
+) -> None:
+    maisie = child(paris="P-100200")
+
+    def status(at: datetime, level: CseLevel, removed: date | None = None) -> Event:
+        entry = CseTrackerEntry(
+            level=level,
+            identified_on=date(2026, 6, 2),
+            removed_on=removed,
+            removal_reason=RemovalReason.SUCCESSFUL_INTERVENTION if removed else None,
+        )
+        return event(CaseStatus(as_of=at, cse_tracker=entry), subject=maisie, at=at)
+
+    deliver(status(utc(2026, 6, 2, 12), CseLevel.LEVEL_2))
+    deliver(status(utc(2026, 7, 1, 12), CseLevel.LEVEL_3))
+    with session_scope(intake_service.sessions) as session:
+        spell = session.execute(select(IntakeTracker)).scalar_one()
+        assert spell.level == 3
+        assert spell.history == [["2026-06-02", 2], ["2026-07-01", 3]]
+        view, _, _ = kpi_view(session, utc(2026, 7, 20, 12))
+        assert view.protection_level_3 == 1
+        assert view.protection_band == "significantly exceeded"
+    deliver(status(utc(2026, 8, 15, 12), CseLevel.LEVEL_3, removed=date(2026, 8, 15)))
+    with session_scope(intake_service.sessions) as session:
+        view, _, _ = kpi_view(session, NOW)
+        assert view.protection_level_3 == 0
+        assert (view.prevented, view.denominator, view.prevention_band) == (
+            1,
+            1,
+            "significantly exceeded",
+        )
+        june = next(p for p in view.trend if p.month == "2026-06")
+        july = next(p for p in view.trend if p.month == "2026-07")
+        assert (june.level_3, july.level_3) == (0, 1)
+
+
+def test_an_attendance_is_scored_from_its_flags(intake_service: Service, deliver: Deliver) -> None:
+    attendance = UnscheduledCareAttendance(
+        setting=AttendanceSetting.SEXUAL_HEALTH,
+        site="RDU01",
+        arrived_at=utc(2026, 11, 20, 15, 0),
+        flags=(SafeguardingFlag.UNDER_16_PREGNANCY,),
+    )
+    alert_id = deliver(event(attendance, subject=child(), at=utc(2026, 11, 20, 15, 0)))
+    with session_scope(intake_service.sessions) as session:
+        triage = session.get(IntakeAlert, alert_id)
+        assert triage is not None
+        assert triage.band == "urgent"
+        assert "flag: under-16 pregnancy" in triage.reasons
+
+
+def test_profiles_count_victims_without_naming_them(
+    intake_service: Service, deliver: Deliver, context: IntakeContext
+) -> None:
+    attendance = UnscheduledCareAttendance(
+        setting=AttendanceSetting.EMERGENCY_DEPARTMENT,
+        site="RDU01",
+        arrived_at=utc(2026, 11, 20, 15, 0),
+        flags=(SafeguardingFlag.CSE_CONCERN,),
+    )
+    for _ in range(2):  # the same child twice counts once
+        deliver(event(attendance, subject=child(), at=utc(2026, 11, 20, 15, 0)))
+    with session_scope(intake_service.sessions) as session:
+        tables = {t.title: t for t in profile_views(session, context, NOW)}
+    by_sex = tables["victims by sex"]
+    assert [(r.period, r.dimensions, r.count) for r in by_sex.rows] == [
+        ("2026-11", ["female"], "<5")
+    ]
+    assert "Thornlow" not in str(list(tables.values()))
+
+
+def test_a_fault_in_triage_keeps_the_alert_in_the_queue(
+    intake_service: Service,
+    consumer: IntakeConsumer,
+    deliver: Deliver,
+    context: IntakeContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug in the clocks")
+
+    monkeypatch.setattr(IntakeStore, "on_alert", broken)
+    alert_id = deliver(reported("EP-1", utc(2026, 11, 20, 21, 30), child()))
+    with session_scope(intake_service.sessions) as session:
+        assert session.get(IntakeAlert, alert_id) is None
+        [item] = queue(session, context, NOW)
+    assert (item.alert_id, item.triaged, item.band) == (alert_id, False, "untriaged")
+
+
+def test_the_queue_puts_the_most_urgent_first_and_filters(
+    intake_service: Service, deliver: Deliver, context: IntakeContext
+) -> None:
+    low = deliver(reported("EP-1", utc(2026, 11, 20, 9, 0), child(nhs=21), RiskGrade.LOW))
+    high = deliver(reported("EP-2", utc(2026, 11, 20, 10, 0), child(nhs=22), RiskGrade.HIGH))
+    with session_scope(intake_service.sessions) as session:
+        assert [i.alert_id for i in queue(session, context, NOW)] == [high, low]
+        assert [i.alert_id for i in queue(session, context, NOW, band="immediate")] == [high]
+        assert queue(session, context, NOW, statuses=[AlertStatus.CLOSED]) == []
+        newest = queue(session, context, NOW, sort="received")
+        assert [i.alert_id for i in newest] == [high, low]
+        due = [i.decision_clock for i in queue(session, context, NOW, sort="due")]
+        assert all(c is not None and c.kind == ClockKind.MASH_DECISION.value for c in due)
+        assert due[0] is not None
+        assert due[0].due_at - due[0].started_at <= timedelta(days=4)

@@ -1,0 +1,84 @@
+"""Storage for group commit: many token ids remembered in one statement; the write gate."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.engine import Engine
+
+from broker.db import make_sessionmaker, remember_jti, remember_jtis, write_gate
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+LATER = NOW + timedelta(days=7)
+
+
+def test_new_ids_are_remembered_and_live_ones_are_replays(db_engine: Engine) -> None:
+    with db_engine.begin() as connection:
+        remember_jti(connection, "seen-live", LATER, now=NOW)
+        remember_jti(connection, "seen-expired", NOW - timedelta(seconds=1), now=NOW)
+    with db_engine.begin() as connection:
+        accepted = remember_jtis(
+            connection,
+            [("new-1", LATER), ("seen-live", LATER), ("seen-expired", LATER), ("new-2", LATER)],
+            now=NOW,
+        )
+    assert accepted == {"new-1", "seen-expired", "new-2"}
+    with db_engine.begin() as connection:
+        assert remember_jtis(connection, [("new-1", LATER)], now=NOW) == set()
+
+
+def test_an_id_given_twice_is_remembered_once(db_engine: Engine) -> None:
+    with db_engine.begin() as connection:
+        assert remember_jtis(connection, [("twice", LATER), ("twice", LATER)], now=NOW) == {"twice"}
+
+
+def test_ids_that_cannot_be_token_ids_are_never_accepted(db_engine: Engine) -> None:
+    with db_engine.begin() as connection:
+        assert remember_jtis(connection, [("", LATER), ("x" * 129, LATER)], now=NOW) == set()
+
+
+def test_a_rolled_back_batch_remembers_nothing(db_engine: Engine) -> None:
+    connection = db_engine.connect()
+    try:
+        transaction = connection.begin()
+        assert remember_jtis(connection, [("undone", LATER)], now=NOW) == {"undone"}
+        transaction.rollback()
+    finally:
+        connection.close()
+    with db_engine.begin() as again:
+        assert remember_jtis(again, [("undone", LATER)], now=NOW) == {"undone"}
+
+
+def test_the_write_gate_queues_writers_on_sqlite_and_is_open_on_postgres(
+    db_engine: Engine,
+) -> None:
+    sessions = make_sessionmaker(db_engine)
+    inside = threading.Event()
+    order: list[str] = []
+
+    def holder() -> None:
+        with write_gate(sessions) as gate:
+            gate.enter()
+            gate.enter()  # entering again does not wait on itself
+            order.append("first in")
+            inside.set()
+            time.sleep(0.2)
+            order.append("first out")
+
+    def waiter() -> None:
+        inside.wait(5)
+        with write_gate(db_engine) as gate:
+            gate.enter()
+            order.append("second in")
+
+    threads = [threading.Thread(target=holder), threading.Thread(target=waiter)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    if db_engine.dialect.name == "sqlite":
+        assert order == ["first in", "first out", "second in"]
+    else:
+        assert order == ["first in", "second in", "first out"]

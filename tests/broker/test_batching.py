@@ -1,0 +1,109 @@
+"""Group commit: items submitted while a batch runs form the next batch; outcomes per item."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from broker.batching import Batcher
+
+
+class Recorder:
+    """A blocking ``work`` that records its batches and can be held at the gate."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def __call__(self, items: Sequence[int]) -> list[int | BaseException]:
+        self.batches.append(list(items))
+        self.entered.set()
+        self.gate.wait(timeout=5)
+        return [ValueError(f"odd {i}") if i % 2 else i * 10 for i in items]
+
+
+async def _wait_entered(recorder: Recorder) -> None:
+    await asyncio.to_thread(recorder.entered.wait, 5)
+    recorder.entered.clear()
+
+
+async def test_items_that_arrive_during_a_batch_form_the_next_one() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher: Batcher[int, int] = Batcher(recorder, name="test")
+    first = asyncio.create_task(batcher.submit(0))
+    await _wait_entered(recorder)
+    later = [asyncio.create_task(batcher.submit(n)) for n in (2, 4, 6)]
+    await asyncio.sleep(0.01)
+    recorder.gate.set()
+    assert await first == 0
+    assert await asyncio.gather(*later) == [20, 40, 60]
+    assert recorder.batches == [[0], [2, 4, 6]]
+
+
+async def test_each_caller_gets_its_own_outcome() -> None:
+    recorder = Recorder()
+    batcher: Batcher[int, int] = Batcher(recorder, name="test")
+    results = await asyncio.gather(*(batcher.submit(n) for n in range(4)), return_exceptions=True)
+    assert results[0] == 0
+    assert results[2] == 20
+    assert isinstance(results[1], ValueError)
+    assert str(results[1]) == "odd 1"
+    assert isinstance(results[3], ValueError)
+    assert str(results[3]) == "odd 3"
+
+
+async def test_a_batch_is_never_larger_than_max_size() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher: Batcher[int, int] = Batcher(recorder, max_size=2, name="test")
+    first = asyncio.create_task(batcher.submit(0))
+    await _wait_entered(recorder)
+    rest = [asyncio.create_task(batcher.submit(n)) for n in (2, 4, 6, 8, 10)]
+    await asyncio.sleep(0.01)
+    recorder.gate.set()
+    await asyncio.gather(first, *rest)
+    assert recorder.batches == [[0], [2, 4], [6, 8], [10]]
+
+
+async def test_a_failure_of_the_whole_batch_reaches_every_caller() -> None:
+    def broken(items: Sequence[int]) -> list[int | BaseException]:
+        raise RuntimeError("database gone")
+
+    batcher: Batcher[int, int] = Batcher(broken, name="test")
+    results = await asyncio.gather(*(batcher.submit(n) for n in range(3)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
+
+
+async def test_too_few_outcomes_is_an_error_for_every_caller() -> None:
+    batcher: Batcher[int, int] = Batcher(lambda items: [1], name="test")
+    results = await asyncio.gather(*(batcher.submit(n) for n in range(2)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
+
+
+async def test_a_caller_that_gave_up_before_its_batch_is_not_processed() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher: Batcher[int, int] = Batcher(recorder, name="test")
+    first = asyncio.create_task(batcher.submit(0))
+    await _wait_entered(recorder)
+    abandoned = asyncio.create_task(batcher.submit(2))
+    kept = asyncio.create_task(batcher.submit(4))
+    await asyncio.sleep(0.01)
+    abandoned.cancel()
+    recorder.gate.set()
+    assert await first == 0
+    assert await kept == 40
+    with pytest.raises(asyncio.CancelledError):
+        await abandoned
+    assert recorder.batches == [[0], [4]]
+
+
+def test_max_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_size"):
+        Batcher(lambda items: [], max_size=0)

@@ -1,0 +1,215 @@
+"""Group commit on SQLite and PostgreSQL: batches store what each message alone would."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from typing import Any
+
+import pytest
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
+
+from broker import pipeline
+from broker.audit import verify
+from broker.db import session_scope
+from broker.exceptions import DecryptionFailed, ReplayDetected
+from broker.ingest import IngestWorker
+from broker.intake.consumer import IntakeConsumer, StoreOutcome
+from broker.messaging import Publisher, RejectMessage
+from broker.models import AuditEntry, MashAlert, OutboxMessage, RawMessage
+from broker.outbox import OutboxRelay, outbox_backlog
+from broker.pipeline import Ingestor, IngestResult, PreparedMessage
+from broker.runtime import audit_public_keys
+from broker.samples import render_all
+from broker.service import Service
+from broker.topology import ensure_topology
+from schemas.common import make_test_nhs_number
+from tests.integration.helpers import eventually
+
+pytestmark = [pytest.mark.rabbitmq]
+
+SENDER = "tvp-police"
+
+
+def _police_samples() -> list[bytes]:
+    return [raw for name, raw in sorted(render_all(1).items()) if name.startswith("police/")]
+
+
+def _count(service: Service, statement: Select[Any]) -> int:
+    with session_scope(service.sessions) as session:
+        return int(session.execute(statement).scalar_one())
+
+
+def _audit_kinds(service: Service) -> Counter[str]:
+    with session_scope(service.sessions) as session:
+        rows = session.execute(
+            select(col(AuditEntry.kind), func.count()).group_by(col(AuditEntry.kind))
+        )
+        return Counter({str(kind.value): int(n) for kind, n in rows})
+
+
+def _chain_verifies(service: Service) -> bool:
+    with session_scope(service.sessions) as session:
+        return verify(session, audit_public_keys(service)).ok
+
+
+def _results(outcomes: list[IngestResult | Exception]) -> list[IngestResult]:
+    assert all(isinstance(o, IngestResult) for o in outcomes), outcomes
+    return [o for o in outcomes if isinstance(o, IngestResult)]
+
+
+def test_a_batch_stores_what_the_messages_one_by_one_would(service: Service) -> None:
+    samples = _police_samples()
+    results = _results(Ingestor(service).ingest_batch([("police", r, SENDER) for r in samples]))
+    assert not any(r.duplicate or r.rejected for r in results)
+    disclosures = sum(r.disclosures for r in results)
+    events = sum(len(r.event_ids) for r in results)
+    assert _count(service, select(func.count()).select_from(RawMessage)) == len(samples)
+    assert _count(service, select(func.count()).select_from(OutboxMessage)) == disclosures
+    kinds = _audit_kinds(service)
+    assert kinds["received"] == events
+    assert kinds["shared"] == disclosures
+    assert kinds["refused"] == sum(r.refusals for r in results)
+    assert _chain_verifies(service)
+
+
+def test_duplicates_within_a_batch_and_of_earlier_batches_are_recognised(
+    service: Service,
+) -> None:
+    first, second = _police_samples()[:2]
+    ingestor = Ingestor(service)
+    results = _results(ingestor.ingest_batch([("police", first, SENDER)] * 2))
+    assert [r.duplicate for r in results] == [False, True]
+    again = _results(ingestor.ingest_batch([("police", first, SENDER), ("police", second, SENDER)]))
+    assert [r.duplicate for r in again] == [True, False]
+    assert _count(service, select(func.count()).select_from(RawMessage)) == 2
+
+
+def test_a_rejected_message_is_stored_and_audited_with_the_rest(service: Service) -> None:
+    good = _police_samples()[0]
+    bad = b'{"record_type": "missing_report"}'
+    results = _results(
+        Ingestor(service).ingest_batch([("police", bad, SENDER), ("police", good, SENDER)])
+    )
+    assert results[0].rejected
+    assert results[0].raw_id is not None
+    assert not results[1].rejected
+    assert results[1].disclosures > 0
+    assert _audit_kinds(service)["rejected"] == 1
+    assert _count(service, select(func.count()).select_from(RawMessage)) == 2
+
+
+def test_a_message_that_fails_before_storing_leaves_the_others_stored(service: Service) -> None:
+    good = _police_samples()[0]
+    outcomes = Ingestor(service).ingest_batch(
+        [("no-such-adapter", good, SENDER), ("police", good, SENDER)]
+    )
+    assert isinstance(outcomes[0], KeyError)
+    assert isinstance(outcomes[1], IngestResult)
+    assert outcomes[1].disclosures > 0
+    assert _count(service, select(func.count()).select_from(RawMessage)) == 1
+
+
+def test_raw_message_ids_never_read_as_nhs_numbers(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nhs = make_test_nhs_number(42)
+    assert pipeline._reads_as_nhs_number(f"abc{nhs}def")
+    assert not pipeline._reads_as_nhs_number(f"1{nhs}")  # eleven digits: not one number
+    unlucky = uuid.UUID(f"00000000-0000-4000-8000-a{nhs}b")
+    drawn = iter([unlucky, uuid.UUID(int=7)])
+    real_seal = RawMessage.seal
+
+    def seal(*args: Any, **kwargs: Any) -> RawMessage:
+        row = real_seal(*args, **kwargs)
+        row.id = next(drawn)
+        return row
+
+    monkeypatch.setattr(RawMessage, "seal", seal)
+    item = Ingestor(service).prepare("police", _police_samples()[0], SENDER)
+    assert item.raw_row.id == uuid.UUID(int=7)
+
+
+def test_if_the_batch_fails_each_message_is_stored_on_its_own(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = _police_samples()[:2]
+    ingestor = Ingestor(service)
+    earlier = ingestor.prepare("police", first, SENDER)
+    ingestor.store_prepared([earlier])
+    # Another process stored ``first`` after this batch looked: its inbox key collides.
+    monkeypatch.setattr(Ingestor, "_seen_among", staticmethod(lambda _session, _items: set()))
+    worker = IngestWorker(service, "police")
+    items: list[PreparedMessage] = [
+        ingestor.prepare("police", first, SENDER),
+        ingestor.prepare("police", second, SENDER),
+    ]
+    with pytest.raises(IntegrityError):
+        ingestor.store_prepared(items)
+    outcomes = worker._store_batch(items)
+    assert isinstance(outcomes[0], IngestResult)
+    assert outcomes[0].duplicate
+    assert isinstance(outcomes[1], IngestResult)
+    assert outcomes[1].disclosures > 0
+    assert _count(service, select(func.count()).select_from(RawMessage)) == 2
+
+
+def _mash_tokens(service: Service) -> list[tuple[bytes, str]]:
+    with session_scope(service.sessions) as session:
+        rows = session.execute(
+            select(col(OutboxMessage.token), col(OutboxMessage.jti))
+            .where(col(OutboxMessage.recipient) == "wam-mash")
+            .order_by(col(OutboxMessage.id))
+        ).all()
+    return [(token.encode("ascii"), jti) for token, jti in rows]
+
+
+def _alerts(session: Session) -> int:
+    return int(session.execute(select(func.count()).select_from(MashAlert)).scalar_one())
+
+
+def test_the_intake_stores_a_batch_once_and_refuses_what_it_must(service: Service) -> None:
+    Ingestor(service).ingest_batch([("police", r, SENDER) for r in _police_samples()])
+    tokens = _mash_tokens(service)
+    assert len(tokens) >= 3
+    (t1, j1), (t2, j2), (t3, j3) = tokens[:3]
+    intake = IntakeConsumer(service)
+    forged = (b"eyJhbGciOiJub25lIn0.e30.", "forged-1")
+    outcomes = intake.store_many([(t1, j1), (t1, j1), forged, (t2, j2)])
+    assert outcomes[0] == StoreOutcome.STORED
+    assert outcomes[1] == StoreOutcome.DUPLICATE
+    assert isinstance(outcomes[2], RejectMessage)
+    assert outcomes[2].reason == DecryptionFailed.code
+    assert outcomes[3] == StoreOutcome.STORED
+    # A redelivery is a duplicate; the same token under no message id is a replay.
+    later = intake.store_many([(t2, j2), (t1, None), (t3, j3)])
+    assert later[0] == StoreOutcome.DUPLICATE
+    assert isinstance(later[1], RejectMessage)
+    assert later[1].reason == ReplayDetected.code
+    assert later[2] == StoreOutcome.STORED
+    with session_scope(service.sessions) as session:
+        assert _alerts(session) == 3
+    kinds = _audit_kinds(service)
+    assert kinds["delivered"] == 3
+    assert kinds["dead_lettered"] == 2
+    assert _chain_verifies(service)
+
+
+async def test_a_woken_relay_publishes_without_waiting_for_its_poll(service: Service) -> None:
+    await ensure_topology(service.settings.amqp, service.topology)
+    stop = asyncio.Event()
+    async with Publisher(service.settings.amqp) as publisher:
+        relay = OutboxRelay(service, publisher)
+        task = asyncio.create_task(relay.run(stop, idle_seconds=60))
+        try:
+            await asyncio.sleep(0.3)  # its first pass found nothing: it now waits a minute
+            Ingestor(service).ingest_batch([("police", _police_samples()[0], SENDER)])
+            assert outbox_backlog(service) > 0
+            relay.wake()
+            await eventually(lambda: outbox_backlog(service) == 0, within=10)
+        finally:
+            stop.set()
+            await task

@@ -1,0 +1,111 @@
+"""Regression tests for faults the reliability suite found in the service code."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections import Counter
+
+import pytest
+from aio_pika.abc import AbstractChannel
+from pydantic import ValidationError
+
+from broker import envelope
+from broker.audit import AuditRecord
+from broker.exceptions import TransportError
+from broker.messaging import (
+    Backoff,
+    Consumer,
+    OutgoingMessage,
+    Publisher,
+    ReceivedMessage,
+    RetryLater,
+    list_dead_letters,
+)
+from broker.models import AuditKind
+from broker.settings import AmqpSettings
+from broker.topology import DISCLOSURES_EXCHANGE, Topology, disclosure_routing_key
+from schemas.common import make_test_nhs_number
+from tests.broker.messaging.conftest import admin, amqp, declared, eventually, queue_depth, topology
+
+__all__ = ["admin", "amqp", "declared", "topology"]  # fixtures, imported to be found
+
+
+def _shared(jti: str) -> AuditRecord:
+    return AuditRecord(
+        kind=AuditKind.SHARED,
+        event_id=uuid.uuid4(),
+        recipient="wam-mash",
+        rule_id="R1",
+        lawful_basis="cda-1998-s115",
+        fields=("body.type",),
+        jti=jti,
+    )
+
+
+def test_a_token_id_holding_an_nhs_number_cannot_be_audited() -> None:
+    """Why token ids must avoid long digit runs: the audit log refuses them."""
+    jti = "ab" + make_test_nhs_number(4242) + "cdef0123456789ab"[:20]
+    with pytest.raises(ValidationError, match="NHS number"):
+        _shared(jti)
+
+
+def test_token_ids_never_hold_ten_digits_in_a_row() -> None:
+    """About 1 in 500 random hex ids held a valid NHS number; the disclosure then failed
+    its audit entry and the whole ingest with it. 50,000 draws: none has a 10-digit run."""
+    ten_digits = re.compile(r"\d{10}")
+    for _ in range(50_000):
+        jti = envelope._new_token_id()
+        assert len(jti) == 32
+        assert not ten_digits.search(jti)
+        assert int(jti, 16) >= 0
+    _shared(envelope._new_token_id())
+
+
+# --- an outage must not use up the delivery limit ----------------------------------------------
+
+
+@pytest.mark.rabbitmq
+async def test_an_outage_holds_the_message_instead_of_spending_deliveries(
+    amqp: AmqpSettings, declared: Topology, admin: AbstractChannel
+) -> None:
+    """A handler whose database is down raised RetryLater; the consumer requeued at once, and
+    within milliseconds the queue's delivery limit dead-lettered sound messages. Held and
+    retried in place, the message survives an outage longer than the limit and is acked once."""
+    failures = amqp.delivery_limit + 3
+    calls: Counter[str] = Counter()
+
+    async def handler(message: ReceivedMessage) -> None:
+        calls[message.message_id or ""] += 1
+        if calls[message.message_id or ""] <= failures:
+            raise RetryLater("database_unavailable") from TransportError("database down")
+
+    async with Publisher(amqp) as publisher:
+        (result,) = await publisher.publish_batch(
+            [
+                OutgoingMessage(
+                    exchange=DISCLOSURES_EXCHANGE,
+                    routing_key=disclosure_routing_key("wam-mash", "missing.found"),
+                    body=b"sealed",
+                    message_id="held-1",
+                    event_type="missing.found",
+                    source="urn:mash:party:wam-broker",
+                )
+            ]
+        )
+    assert result.confirmed
+    consumer = Consumer(
+        amqp, "mash.E06000040", handler, backoff=Backoff(initial=0.01, maximum=0.05)
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await eventually(lambda: consumer.stats.acked == 1, within=20)
+    finally:
+        await consumer.stop()
+        await task
+    assert calls["held-1"] == failures + 1
+    assert consumer.stats.held == failures
+    assert consumer.stats.retried == 0
+    assert (await list_dead_letters(amqp, "mash.E06000040")).total == 0
+    assert await queue_depth(admin, "mash.E06000040") == 0
