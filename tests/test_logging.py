@@ -53,3 +53,26 @@ def test_capture_logs_sees_bound_fields() -> None:
     with capture_logs() as logs:
         get_logger("test").info("hello", event_id="e-2")
     assert logs == [{"component": "test", "event_id": "e-2", "event": "hello", "log_level": "info"}]
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_logged_traceback_does_not_show_local_variables(
+    capsys: pytest.CaptureFixture[str], as_json: bool
+) -> None:
+    configure_logging("info", json=as_json)
+
+    def handle(family_name: str) -> None:
+        raise RuntimeError("a bug while handling an alert")
+
+    name = "Thorn" + "low"  # a sample family name, kept out of the traceback's source lines
+    try:
+        try:
+            handle(name)
+        except RuntimeError:
+            get_logger("test").exception("alert_failed", alert_id="a-1")
+        err = capsys.readouterr().err
+        assert "a bug while handling an alert" in err
+        assert "alert_failed" in err
+        assert name not in err
+    finally:
+        structlog.reset_defaults()
