@@ -91,11 +91,13 @@ from broker.intake.profiles import (
     victim_profile,
 )
 from broker.intake.records import (
+    EpisodeFact,
     EpisodeRecord,
     LevelChange,
     NotificationRecord,
     TrackerRecord,
     episode_record_from_events,
+    episode_record_from_facts,
 )
 from broker.intake.workingdays import (
     ENGLAND_AND_WALES_BANK_HOLIDAYS,
@@ -135,6 +137,7 @@ __all__ = [
     "Conflict",
     "Contribution",
     "Count",
+    "EpisodeFact",
     "EpisodeGroups",
     "EpisodeRecord",
     "Granularity",
@@ -172,6 +175,7 @@ __all__ = [
     "episode_clocks",
     "episode_key",
     "episode_record_from_events",
+    "episode_record_from_facts",
     "episodes_in_window",
     "factors_from_event",
     "group_by_episode",

@@ -6,9 +6,11 @@ database. Every time is normalised to UTC on construction and naive times are re
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from broker.intake._time import optional_utc, require_utc
 from broker.intake.errors import InvalidRecord
@@ -23,14 +25,15 @@ from schemas.events import (
     ReturnHomeInterview,
     RiskGrade,
 )
-from schemas.person import Child
 
 __all__ = [
+    "EpisodeFact",
     "EpisodeRecord",
     "LevelChange",
     "NotificationRecord",
     "TrackerRecord",
     "episode_record_from_events",
+    "episode_record_from_facts",
 ]
 
 
@@ -99,70 +102,212 @@ class EpisodeRecord:
         return self.missing_from or self.placed_in
 
 
-def _subject_fields(child: Child) -> dict[str, object]:
-    looked_after = child.looked_after
+_EPISODIC = (MissingReported, MissingUpdated, MissingFound, ReturnHomeInterview)
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeFact:
+    """What one event says about its missing episode: all that folding the episode reads.
+
+    The intake keeps one beside each episode alert, so that a new alert folds its episode
+    from these rather than by opening every earlier alert of it again. It holds no
+    identifier of the child, only the episode's times, grades and authorities.
+
+    Attributes:
+        episode_id: the episode the event is about.
+        kind: ``reported``, ``updated``, ``found`` or ``interview``.
+        occurred_at: when the event happened (the fold's order).
+        recorded_at: when its source recorded it (breaks ties).
+        has_subject: whether the event carried the child (the next three are from it).
+        home_authority: the child's home (or placing) authority.
+        looked_after: whether the child is looked after.
+        placed_in: where a looked-after child is placed.
+        reported_at: when the child was reported missing (``reported``).
+        risk_grade: the police risk grade (``reported``, ``updated``).
+        missing_from: the authority the child went missing from (``reported``).
+        found_at: when the child was found (``found``).
+        returned_at: when the child was back (``found``).
+        offered_at: when an interview was offered (``interview``).
+        declined: whether the child declined it (``interview``).
+        completed_at: when the interview took place (``interview``).
+    """
+
+    episode_id: str
+    kind: str
+    occurred_at: datetime
+    recorded_at: datetime
+    has_subject: bool = False
+    home_authority: str | None = None
+    looked_after: bool = False
+    placed_in: str | None = None
+    reported_at: datetime | None = None
+    risk_grade: RiskGrade | None = None
+    missing_from: str | None = None
+    found_at: datetime | None = None
+    returned_at: datetime | None = None
+    offered_at: datetime | None = None
+    declined: bool = False
+    completed_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        where = f"episode {self.episode_id} fact"
+        if self.kind not in _FACT_KINDS:
+            raise InvalidRecord(f"{where}: unknown kind {self.kind!r}")
+        for name in _FACT_TIMES:
+            _set(self, name, optional_utc(getattr(self, name), f"{where} {name}"))
+        if self.occurred_at is None or self.recorded_at is None:
+            raise InvalidRecord(f"{where}: occurred_at and recorded_at are required")
+
+    @classmethod
+    def of(cls, event: Event) -> EpisodeFact | None:
+        """The fact an event states about its episode; ``None`` for other kinds of event."""
+        body = event.body
+        if not isinstance(body, _EPISODIC):
+            return None
+        fields: dict[str, Any] = {
+            "episode_id": body.episode_id,
+            "occurred_at": event.metadata.occurred_at,
+            "recorded_at": event.metadata.recorded_at,
+        }
+        subject = event.subject
+        if subject is not None:
+            looked_after = subject.looked_after
+            fields.update(
+                has_subject=True,
+                home_authority=subject.home_authority,
+                looked_after=looked_after is not None,
+                placed_in=looked_after.placed_in if looked_after is not None else None,
+            )
+        if isinstance(body, MissingReported):
+            fields.update(
+                kind="reported",
+                reported_at=body.reported_at,
+                risk_grade=body.risk_grade,
+                missing_from=body.missing_from,
+            )
+        elif isinstance(body, MissingUpdated):
+            fields.update(kind="updated", risk_grade=body.risk_grade)
+        elif isinstance(body, MissingFound):
+            fields.update(kind="found", found_at=body.found_at, returned_at=body.returned_at)
+        else:
+            fields.update(
+                kind="interview",
+                offered_at=body.offered_at,
+                declined=body.declined,
+                completed_at=body.completed_at,
+            )
+        return cls(**fields)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready form (times as ISO 8601 UTC, the grade by value, defaults left out)."""
+        out: dict[str, Any] = {}
+        for item in dataclasses.fields(self):
+            name, value = item.name, getattr(self, item.name)
+            if value is None or value is False:
+                continue
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, RiskGrade):
+                value = value.value
+            out[name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EpisodeFact:
+        """The fact back from :meth:`to_json`'s form.
+
+        Raises:
+            InvalidRecord: the stored form is not a fact.
+        """
+        try:
+            fields = dict(data)
+            for name in _FACT_TIMES:
+                if fields.get(name) is not None:
+                    fields[name] = datetime.fromisoformat(fields[name])
+            if fields.get("risk_grade") is not None:
+                fields["risk_grade"] = RiskGrade(fields["risk_grade"])
+            return cls(**fields)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRecord(f"stored episode fact: {type(exc).__name__}") from exc
+
+
+_FACT_KINDS = frozenset({"reported", "updated", "found", "interview"})
+_FACT_TIMES = (
+    "occurred_at",
+    "recorded_at",
+    "reported_at",
+    "found_at",
+    "returned_at",
+    "offered_at",
+    "completed_at",
+)
+
+
+def _subject_fields(fact: EpisodeFact) -> dict[str, object]:
     return {
-        "home_authority": child.home_authority,
-        "looked_after": looked_after is not None,
-        "placed_in": looked_after.placed_in if looked_after is not None else None,
+        "home_authority": fact.home_authority,
+        "looked_after": fact.looked_after,
+        "placed_in": fact.placed_in,
     }
 
 
-def episode_record_from_events(child_key: str, events: Iterable[Event]) -> EpisodeRecord:
-    """Fold the events of one missing episode into its record.
+def episode_record_from_facts(child_key: str, facts: Iterable[EpisodeFact]) -> EpisodeRecord:
+    """Fold the facts of one missing episode into its record.
 
-    Events are applied in the order they occurred, so a later risk grade or return time
-    replaces an earlier one. When the report itself has not arrived (delivery is
-    at-least-once and sources differ), the earliest event's time stands in for
-    ``reported_at`` until it does.
+    Facts are applied in the order their events occurred, so a later risk grade or return
+    time replaces an earlier one, whatever order they arrived in. When the report itself
+    has not arrived (delivery is at-least-once and sources differ), the earliest event's
+    time stands in for ``reported_at`` until it does.
 
     Args:
         child_key: the intake store's key for the child.
-        events: the episode's events (missing reported / updated / found, interviews);
-            other kinds are ignored.
+        facts: the episode's facts, in any order.
 
     Raises:
-        InvalidRecord: no episode event, or events from more than one episode.
+        InvalidRecord: no fact, or facts from more than one episode.
     """
-    relevant = sorted(
-        (
-            e
-            for e in events
-            if isinstance(
-                e.body, MissingReported | MissingUpdated | MissingFound | ReturnHomeInterview
-            )
-        ),
-        key=lambda e: (e.metadata.occurred_at, e.metadata.recorded_at),
-    )
-    if not relevant:
+    ordered = sorted(facts, key=lambda f: (f.occurred_at, f.recorded_at))
+    if not ordered:
         raise InvalidRecord("episode record: no missing-episode event to build it from")
-    episode_ids = {e.body.episode_id for e in relevant}  # type: ignore[union-attr]
+    episode_ids = {f.episode_id for f in ordered}
     if len(episode_ids) != 1:
         raise InvalidRecord(f"episode record: events from {len(episode_ids)} episodes")
     fields: dict[str, object] = {
         "episode_id": episode_ids.pop(),
         "child_key": child_key,
-        "reported_at": relevant[0].metadata.occurred_at,
+        "reported_at": ordered[0].occurred_at,
     }
-    for event in relevant:
-        body = event.body
-        if isinstance(body, MissingReported):
-            fields.update(reported_at=body.reported_at, risk_grade=body.risk_grade)
-            fields["missing_from"] = body.missing_from
-            if event.subject is not None:
-                fields.update(_subject_fields(event.subject))
-        elif isinstance(body, MissingUpdated) and body.risk_grade is not None:
-            fields["risk_grade"] = body.risk_grade
-        elif isinstance(body, MissingFound):
-            fields.update(found_at=body.found_at, returned_at=body.returned_at)
-        elif isinstance(body, ReturnHomeInterview):
-            fields["rhi_offered_at"] = body.offered_at
+    for fact in ordered:
+        if fact.kind == "reported":
+            fields.update(reported_at=fact.reported_at, risk_grade=fact.risk_grade)
+            fields["missing_from"] = fact.missing_from
+            if fact.has_subject:
+                fields.update(_subject_fields(fact))
+        elif fact.kind == "updated" and fact.risk_grade is not None:
+            fields["risk_grade"] = fact.risk_grade
+        elif fact.kind == "found":
+            fields.update(found_at=fact.found_at, returned_at=fact.returned_at)
+        elif fact.kind == "interview":
+            fields["rhi_offered_at"] = fact.offered_at
             # A declined offer is recorded at the time it was offered (and refused).
-            fields["rhi_declined_at"] = body.offered_at if body.declined else None
-            fields["rhi_completed_at"] = body.completed_at
-        if "looked_after" not in fields and event.subject is not None:
-            fields.update(_subject_fields(event.subject))
+            fields["rhi_declined_at"] = fact.offered_at if fact.declined else None
+            fields["rhi_completed_at"] = fact.completed_at
+        if "looked_after" not in fields and fact.has_subject:
+            fields.update(_subject_fields(fact))
     return EpisodeRecord(**fields)  # type: ignore[arg-type]
+
+
+def episode_record_from_events(child_key: str, events: Iterable[Event]) -> EpisodeRecord:
+    """Fold the events of one missing episode into its record.
+
+    The same fold as :func:`episode_record_from_facts`, over each event's
+    :class:`EpisodeFact`; events of other kinds are ignored.
+
+    Raises:
+        InvalidRecord: no episode event, or events from more than one episode.
+    """
+    facts = [fact for fact in map(EpisodeFact.of, events) if fact is not None]
+    return episode_record_from_facts(child_key, facts)
 
 
 @dataclass(frozen=True, slots=True)

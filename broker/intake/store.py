@@ -44,11 +44,12 @@ from broker.intake.linking import (
 )
 from broker.intake.priority import Band, Priority, factors_from_event, prioritise
 from broker.intake.records import (
+    EpisodeFact,
     EpisodeRecord,
     LevelChange,
     NotificationRecord,
     TrackerRecord,
-    episode_record_from_events,
+    episode_record_from_facts,
 )
 from broker.intake.tables import (
     IntakeAlert,
@@ -228,6 +229,7 @@ class IntakeStore:
         if episode_id is not None and child_key is None:
             known = session.get(IntakeEpisode, episode_id)
             child_key = known.child_key if known is not None else None
+        fact = EpisodeFact.of(event) if event is not None and episode_id is not None else None
         row = IntakeAlert(
             alert_id=alert.id,
             child_key=child_key,
@@ -236,6 +238,7 @@ class IntakeStore:
             band=Band.STANDARD.value,
             link=link.kind.value,
             linked_by=link.by,
+            episode_fact=fact.to_json() if fact is not None else None,
         )
         session.add(row)
         session.flush()
@@ -373,19 +376,27 @@ class IntakeStore:
 
     # ------------------------------------------------------------------ episodes
 
-    def episode_events(self, session: Session, episode_id: str) -> list[Event]:
-        """The canonical events of an episode, re-opened from its stored alerts."""
-        alerts = session.execute(
-            select(MashAlert)
-            .join(IntakeAlert, col(IntakeAlert.alert_id) == col(MashAlert.id))
-            .where(col(IntakeAlert.episode_id) == episode_id)
-        ).scalars()
-        events = []
-        for alert in alerts:
-            event = parse_event(self.context.open_alert(alert).event)
-            if event is not None:
-                events.append(event)
-        return events
+    def episode_facts(self, session: Session, episode_id: str) -> list[EpisodeFact]:
+        """What each stored alert of an episode states about it.
+
+        Kept beside each alert when it is stored; an alert stored before that was kept is
+        opened again (decrypted and verified) to read it.
+        """
+        rows = session.execute(
+            select(col(IntakeAlert.alert_id), col(IntakeAlert.episode_fact)).where(
+                col(IntakeAlert.episode_id) == episode_id
+            )
+        ).all()
+        facts = [EpisodeFact.from_json(stored) for _, stored in rows if stored is not None]
+        unkept = [alert_id for alert_id, stored in rows if stored is None]
+        if unkept:
+            alerts = session.execute(select(MashAlert).where(col(MashAlert.id).in_(unkept)))
+            for alert in alerts.scalars():
+                event = parse_event(self.context.open_alert(alert).event)
+                fact = EpisodeFact.of(event) if event is not None else None
+                if fact is not None:
+                    facts.append(fact)
+        return facts
 
     def refresh_episode(
         self, session: Session, episode_id: str, child_key: str, alert: MashAlert
@@ -393,7 +404,7 @@ class IntakeStore:
         """Fold the episode's events into its row and refresh its clocks."""
         row = session.get(IntakeEpisode, episode_id)
         owner = resolve_child(session, row.child_key if row is not None else child_key)
-        record = episode_record_from_events(owner, self.episode_events(session, episode_id))
+        record = episode_record_from_facts(owner, self.episode_facts(session, episode_id))
         if row is None:
             row = IntakeEpisode(
                 episode_id=episode_id, child_key=owner, reported_at=record.reported_at

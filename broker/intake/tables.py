@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -133,6 +134,10 @@ class IntakeAlert(SQLModel, table=True):
     reasons: list[str] = Field(default_factory=list, sa_type=sa.JSON())
     link: str = Field(default=LinkKind.NONE.value, sa_type=sa.String(16))
     linked_by: str | None = Field(default=None, sa_type=sa.String(32))
+    #: What the event states about its missing episode (``EpisodeFact.to_json``): times,
+    #: grades and authorities, no identifier. ``None`` for other events (and for alerts
+    #: stored before it was kept).
+    episode_fact: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON())
     assigned_to: str | None = Field(default=None, sa_type=sa.String(64))
     decision: str | None = Field(default=None, sa_type=sa.String(32))
     acknowledged_at: datetime | None = Field(default=None, sa_type=UtcDateTime())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -14,12 +15,14 @@ from broker.intake import (
     ClockConfig,
     ClockKind,
     ClockStatus,
+    EpisodeFact,
     EpisodeRecord,
     InvalidRecord,
     NotificationRecord,
     WorkingCalendar,
     episode_clocks,
     episode_record_from_events,
+    episode_record_from_facts,
     episodes_in_window,
     mash_decision_clock,
     notification_clock,
@@ -30,6 +33,8 @@ from broker.intake import (
     urgency_order,
 )
 from schemas.events import (
+    CaseStatus,
+    Event,
     MissingFound,
     MissingReported,
     MissingUpdated,
@@ -455,6 +460,98 @@ def test_episode_record_refuses_mixed_or_no_episodes() -> None:
         episode_record_from_events("child-9", [a, b])
     with pytest.raises(InvalidRecord, match="no missing-episode event"):
         episode_record_from_events("child-9", [])
+
+
+def _episode_events() -> list[Event]:
+    """One event of each episode kind, about a looked-after child, out of order."""
+    placed = LookedAfter(responsible_authority=SLOUGH, placed_in=WAM)
+    ep_id = "TVP-MP-2026-000557"
+    return [
+        event(
+            ReturnHomeInterview(
+                episode_id=ep_id,
+                offered_at=utc(2026, 3, 29, 10, 0),
+                completed_at=utc(2026, 3, 30, 9, 0),
+            ),
+            subject=child(),  # not looked after, as this source has it: the report wins
+            at=utc(2026, 3, 30, 9, 0),
+        ),
+        event(
+            MissingFound(episode_id=ep_id, found_at=utc(2026, 3, 28, 11, 0)),
+            subject=child(looked_after=placed),
+            at=utc(2026, 3, 28, 11, 0),
+        ),
+        event(
+            MissingReported(
+                episode_id=ep_id,
+                risk_grade=RiskGrade.LOW,
+                reported_at=utc(2026, 3, 27, 22, 0),
+                missing_from=READING,
+            ),
+            subject=child(looked_after=placed),
+            at=utc(2026, 3, 27, 22, 0),
+        ),
+        event(
+            MissingUpdated(episode_id=ep_id, risk_grade=RiskGrade.HIGH),
+            subject=child(),
+            at=utc(2026, 3, 28),
+        ),
+    ]
+
+
+def test_an_episode_fact_survives_its_stored_form() -> None:
+    for source in _episode_events():
+        fact = EpisodeFact.of(source)
+        assert fact is not None
+        stored = json.loads(json.dumps(fact.to_json()))
+        assert EpisodeFact.from_json(stored) == fact
+        assert "Thornlow" not in json.dumps(stored)  # no identifier of the child is kept
+
+
+def test_folding_stored_facts_gives_the_record_the_events_give() -> None:
+    events = _episode_events()
+    facts = [EpisodeFact.from_json(EpisodeFact.of(e).to_json()) for e in events]  # type: ignore[union-attr]
+    for order in (facts, facts[::-1], facts[1:] + facts[:1]):
+        assert episode_record_from_facts("child-9", order) == episode_record_from_events(
+            "child-9", events
+        )
+    record = episode_record_from_facts("child-9", facts)
+    assert (record.risk_grade, record.missing_from, record.home_authority) == (
+        RiskGrade.HIGH,
+        READING,
+        SLOUGH,
+    )
+    assert record.rhi_completed_at == utc(2026, 3, 30, 9, 0)
+
+
+def test_other_events_state_no_episode_fact() -> None:
+    status = event(CaseStatus(as_of=utc(2026, 3, 1)), subject=child())
+    assert EpisodeFact.of(status) is None
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"episode_id": "EP-1", "kind": "reported"},
+        {"episode_id": "EP-1", "kind": "moved", "occurred_at": "2026-03-01T00:00:00+00:00"},
+        {
+            "episode_id": "EP-1",
+            "kind": "found",
+            "occurred_at": "yesterday",
+            "recorded_at": "2026-03-01T00:00:00+00:00",
+        },
+        {
+            "episode_id": "EP-1",
+            "kind": "found",
+            "occurred_at": "2026-03-01T00:00:00",
+            "recorded_at": "2026-03-01T00:00:00",
+        },
+        {"episode_id": "EP-1", "kind": "found", "colour": "red"},
+    ],
+)
+def test_a_damaged_stored_fact_is_refused(stored: dict[str, object]) -> None:
+    with pytest.raises(InvalidRecord):
+        EpisodeFact.from_json(stored)
 
 
 # --- properties ------------------------------------------------------------------------

@@ -380,6 +380,48 @@ def test_profiles_count_victims_without_naming_them(
     assert "Thornlow" not in str(list(tables.values()))
 
 
+def test_an_episode_folds_from_stored_facts_without_opening_earlier_alerts(
+    intake_service: Service,
+    deliver: Deliver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    maisie = child()
+    deliver(reported("EP-1", utc(2026, 11, 20, 21, 30), maisie, RiskGrade.HIGH))
+
+    def refuse(self: IntakeContext, alert: MashAlert) -> object:
+        raise AssertionError(f"alert {alert.id} was opened again")
+
+    monkeypatch.setattr(IntakeContext, "open_alert", refuse)
+    second = deliver(found("EP-1", utc(2026, 11, 22, 8, 0), maisie))
+    with session_scope(intake_service.sessions) as session:
+        row = session.get(IntakeAlert, second)
+        assert row is not None
+        assert row.band != "untriaged"
+        assert row.episode_fact is not None
+        assert row.episode_fact["kind"] == "found"
+        episode = session.get(IntakeEpisode, "EP-1")
+        assert episode is not None
+        assert (episode.risk_grade, episode.found_at) == ("high", utc(2026, 11, 22, 8, 0))
+
+
+def test_an_alert_stored_without_its_fact_is_opened_to_fold_its_episode(
+    intake_service: Service, deliver: Deliver
+) -> None:
+    maisie = child()
+    first = deliver(reported("EP-1", utc(2026, 11, 20, 21, 30), maisie, RiskGrade.HIGH))
+    with session_scope(intake_service.sessions) as session:
+        row = session.get(IntakeAlert, first)
+        assert row is not None
+        row.episode_fact = None  # as stored before facts were kept
+        session.add(row)
+    deliver(found("EP-1", utc(2026, 11, 22, 8, 0), maisie))
+    with session_scope(intake_service.sessions) as session:
+        episode = session.get(IntakeEpisode, "EP-1")
+        assert episode is not None
+        assert episode.reported_at == utc(2026, 11, 20, 21, 30)
+        assert (episode.risk_grade, episode.found_at) == ("high", utc(2026, 11, 22, 8, 0))
+
+
 def test_a_fault_in_triage_keeps_the_alert_in_the_queue(
     intake_service: Service,
     consumer: IntakeConsumer,
