@@ -172,9 +172,13 @@ def put_clock(
     alert_id: int | None = None,
     episode_id: str | None = None,
     keep_met: bool = False,
+    new: bool = False,
 ) -> IntakeClock:
-    """Insert or refresh a stored clock; ``keep_met`` keeps a met time a person recorded."""
-    row = session.get(IntakeClock, clock.clock_id)
+    """Insert or refresh a stored clock; ``keep_met`` keeps a met time a person recorded.
+
+    ``new`` says the clock cannot be stored yet (its subject is new), so it is not looked up.
+    """
+    row = None if new else session.get(IntakeClock, clock.clock_id)
     now = utc_now()
     if row is None:
         row = IntakeClock(
@@ -230,6 +234,20 @@ class IntakeStore:
             known = session.get(IntakeEpisode, episode_id)
             child_key = known.child_key if known is not None else None
         fact = EpisodeFact.of(event) if event is not None and episode_id is not None else None
+        episodes: list[EpisodeRecord] | None = None
+        if event is not None and episode_id is not None and child_key is not None:
+            self.refresh_episode(session, episode_id, child_key, alert, new_fact=fact)
+        if event is not None and child_key is not None:
+            self._apply_tracker(session, child_key, event)
+            episodes = self.child_episodes(session, child_key)
+            self.refresh_repeat_clocks(session, child_key, episodes=episodes)
+        decision = mash_decision_clock(
+            str(alert.id), alert.received_at, None, self.context.calendar
+        )
+        # The alert is new, so is its decision clock: nothing stored to look up.
+        put_clock(session, decision, child_key=child_key, alert_id=alert.id, new=True)
+        # The triage row is written last, once, with its score (the episode's facts are
+        # read above without it; this alert's own fact is passed in).
         row = IntakeAlert(
             alert_id=alert.id,
             child_key=child_key,
@@ -240,18 +258,7 @@ class IntakeStore:
             linked_by=link.by,
             episode_fact=fact.to_json() if fact is not None else None,
         )
-        session.add(row)
-        session.flush()
-        if event is not None and episode_id is not None and child_key is not None:
-            self.refresh_episode(session, episode_id, child_key, alert)
-        if event is not None and child_key is not None:
-            self._apply_tracker(session, child_key, event)
-            self.refresh_repeat_clocks(session, child_key)
-        decision = mash_decision_clock(
-            str(alert.id), alert.received_at, None, self.context.calendar
-        )
-        put_clock(session, decision, child_key=child_key, alert_id=alert.id)
-        self._score(session, row, event)
+        self._score(session, row, event, episodes=episodes)
         _log.info(
             "alert_triaged", alert_id=alert.id, band=row.band, link=row.link, episode=episode_id
         )
@@ -399,12 +406,30 @@ class IntakeStore:
         return facts
 
     def refresh_episode(
-        self, session: Session, episode_id: str, child_key: str, alert: MashAlert
+        self,
+        session: Session,
+        episode_id: str,
+        child_key: str,
+        alert: MashAlert,
+        *,
+        new_fact: EpisodeFact | None = None,
     ) -> IntakeEpisode:
-        """Fold the episode's events into its row and refresh its clocks."""
+        """Fold the episode's events into its row and refresh its clocks.
+
+        Args:
+            session: the consumer's session.
+            episode_id: the episode.
+            child_key: the (resolved) child the alert was filed under.
+            alert: the alert that set this off.
+            new_fact: the fact of an alert whose triage row is not written yet.
+        """
         row = session.get(IntakeEpisode, episode_id)
-        owner = resolve_child(session, row.child_key if row is not None else child_key)
-        record = episode_record_from_facts(owner, self.episode_facts(session, episode_id))
+        # A stored episode's child may have been merged since; a new one's is current.
+        owner = resolve_child(session, row.child_key) if row is not None else child_key
+        facts = self.episode_facts(session, episode_id)
+        if new_fact is not None:
+            facts.append(new_fact)
+        record = episode_record_from_facts(owner, facts)
         if row is None:
             row = IntakeEpisode(
                 episode_id=episode_id, child_key=owner, reported_at=record.reported_at
@@ -457,11 +482,11 @@ class IntakeStore:
 
     def refresh_episode_clocks(self, session: Session, row: IntakeEpisode) -> None:
         """Recompute the notification and return-interview clocks of a stored episode."""
+        record = episode_record(row)
+        # Only a looked-after child's episode has a notification clock to meet.
+        told = self.notifications(session, row.episode_id) if record.looked_after else []
         clocks = episode_clocks(
-            episode_record(row),
-            borough=self.context.borough,
-            notifications=self.notifications(session, row.episode_id),
-            config=self.context.clocks,
+            record, borough=self.context.borough, notifications=told, config=self.context.clocks
         )
         for clock in clocks:
             put_clock(session, clock, child_key=row.child_key, episode_id=row.episode_id)
@@ -473,14 +498,21 @@ class IntakeStore:
         ).scalars()
         return [episode_record(r) for r in rows]
 
-    def refresh_repeat_clocks(self, session: Session, child_key: str) -> None:
+    def refresh_repeat_clocks(
+        self,
+        session: Session,
+        child_key: str,
+        *,
+        episodes: Sequence[EpisodeRecord] | None = None,
+    ) -> None:
         """Raise a repeat-missing clock for each pattern the child's episodes form.
 
-        A review a person already recorded stays recorded.
+        A review a person already recorded stays recorded. ``episodes`` are the child's
+        stored episodes when the caller has just read them.
         """
-        for pattern in repeat_missing_patterns(
-            self.child_episodes(session, child_key), self.context.clocks
-        ):
+        if episodes is None:
+            episodes = self.child_episodes(session, child_key)
+        for pattern in repeat_missing_patterns(episodes, self.context.clocks):
             probe = repeat_missing_clock(pattern, None, self.context.calendar)
             stored = session.get(IntakeClock, probe.clock_id)
             reviewed = stored.met_at if stored is not None else None
@@ -537,15 +569,25 @@ class IntakeStore:
 
     # ------------------------------------------------------------------ priority
 
-    def priority_of(self, session: Session, event: Event, child_key: str | None) -> Priority:
-        """The priority of an event about a (possibly unknown) child, with its reasons."""
+    def priority_of(
+        self,
+        session: Session,
+        event: Event,
+        child_key: str | None,
+        *,
+        episodes: Sequence[EpisodeRecord] | None = None,
+    ) -> Priority:
+        """The priority of an event about a (possibly unknown) child, with its reasons.
+
+        ``episodes`` are the child's stored episodes when the caller has just read them.
+        """
         known_level = None
         recent = 0
         at = event.metadata.occurred_at
         if child_key is not None:
             known_level = self.tracker_level(session, child_key, london_date(at))
             recent = episodes_in_window(
-                self.child_episodes(session, child_key),
+                episodes if episodes is not None else self.child_episodes(session, child_key),
                 child_key,
                 at,
                 self.context.clocks.repeat_window,
@@ -553,12 +595,19 @@ class IntakeStore:
         factors = factors_from_event(event, known_cse_level=known_level, recent_episodes=recent)
         return prioritise(factors, self.context.weights)
 
-    def _score(self, session: Session, row: IntakeAlert, event: Event | None) -> None:
+    def _score(
+        self,
+        session: Session,
+        row: IntakeAlert,
+        event: Event | None,
+        *,
+        episodes: Sequence[EpisodeRecord] | None = None,
+    ) -> None:
         if event is None:
             row.band, row.band_rank, row.score = Band.STANDARD.value, Band.STANDARD.rank, 0
             row.reasons = ["partial disclosure: read it to triage"]
         else:
-            priority = self.priority_of(session, event, row.child_key)
+            priority = self.priority_of(session, event, row.child_key, episodes=episodes)
             row.band, row.band_rank = priority.band.value, priority.band.rank
             row.score, row.reasons = priority.score, list(priority.reasons)
         session.add(row)
