@@ -20,11 +20,11 @@ from adapters import ADAPTER_NAMES
 from broker.audit import checkpoint_if_due
 from broker.crossborder import CrossBorderReceiver
 from broker.db import session_scope
-from broker.exceptions import ConfigurationError
+from broker.exceptions import ConfigurationError, TransportError
 from broker.ingest import IngestWorker
 from broker.intake.consumer import IntakeConsumer
 from broker.logging import get_logger
-from broker.messaging import Consumer, Publisher
+from broker.messaging import Consumer, Publisher, redrive_returned
 from broker.outbox import OutboxRelay
 from broker.service import Service
 from broker.topology import ensure_topology
@@ -32,7 +32,7 @@ from broker.topology import ensure_topology
 __all__ = ["ALL_PARTS", "Runtime", "audit_public_keys"]
 
 #: The parts of the service, in start order.
-ALL_PARTS = ("ingest", "relay", "intake", "xborder", "checkpoints", "api")
+ALL_PARTS = ("ingest", "relay", "intake", "xborder", "checkpoints", "redrive", "api")
 
 _log = get_logger("runtime")
 
@@ -120,6 +120,9 @@ class Runtime:
             self._spawn(self.relay.run(self._stop), "outbox relay")
         if "checkpoints" in self.parts:
             self._spawn(self._checkpoints(), "audit checkpoints")
+        amqp = self.service.settings.amqp
+        if "redrive" in self.parts and amqp.redrive_interval_seconds and amqp.redrive_max:
+            self._spawn(self._redrive_returned(), "dead-letter re-drive")
         for consumer in self.consumers:
             await consumer.wait_ready()
         if "api" in self.parts:
@@ -191,6 +194,34 @@ class Runtime:
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(work, name=name))
+
+    async def _redrive_returned(self) -> None:
+        """Every interval, put back what RabbitMQ dead-lettered for its delivery count alone.
+
+        A consumer killed or a connection lost with deliveries in flight counts as a failed
+        delivery on RabbitMQ before 4.3, so enough crashes or cuts in a row dead-letter
+        sound messages that were never handled. They go round again (a few times at most:
+        a message that crashes its consumer every time stays for an operator); a message
+        a consumer refused stays where it is. Each queue with a dead-letter queue is swept.
+        """
+        amqp = self.service.settings.amqp
+        queues = [q.name for q in self.service.topology.queues if q.dead_letter_queue]
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=amqp.redrive_interval_seconds)
+            if self._stop.is_set():
+                return
+            try:
+                results = await redrive_returned(amqp, queues, max_redrives=amqp.redrive_max)
+            except TransportError as exc:
+                _log.warning("redrive_sweep_failed", error=exc.code)
+                continue
+            except Exception:  # noqa: BLE001 - the sweep is tried again next time
+                _log.exception("redrive_sweep_failed")
+                continue
+            moved = sum(r.moved for r in results)
+            if moved:
+                _log.warning("dead_letters_redriven", moved=moved, queues=len(results))
 
     async def _checkpoints(self) -> None:
         while not self._stop.is_set():

@@ -33,6 +33,12 @@ class AmqpSettings(BaseModel):
     timeout_seconds: float = Field(default=10.0, gt=0)
     prefetch: int = Field(default=64, ge=1)
     delivery_limit: int = Field(default=5, ge=1)
+    #: How often the service re-drives what RabbitMQ dead-lettered for its delivery count
+    #: alone (returns by lost connections and killed consumers count before RabbitMQ 4.3);
+    #: 0 turns it off. See ``broker.messaging.deadletter.returned_by_the_broker``.
+    redrive_interval_seconds: float = Field(default=60.0, ge=0)
+    #: The most times one message is re-driven so; then it waits for an operator.
+    redrive_max: int = Field(default=3, ge=0)
     #: AMQP user name → party id. RabbitMQ checks a message's ``user_id`` property against
     #: the user that published it, so this is how the AMQP ingest knows who sent a message.
     partner_users: dict[str, str] = Field(default_factory=dict)

@@ -25,6 +25,8 @@ from broker.messaging.deadletter import (
     RedriveResult,
     list_dead_letters,
     redrive,
+    redrive_returned,
+    returned_by_the_broker,
 )
 from broker.messaging.outcomes import RejectMessage, RetryLater
 from broker.messaging.publisher import (
@@ -63,4 +65,6 @@ __all__ = [
     "describe_url",
     "list_dead_letters",
     "redrive",
+    "redrive_returned",
+    "returned_by_the_broker",
 ]

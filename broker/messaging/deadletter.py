@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +41,8 @@ __all__ = [
     "RedriveResult",
     "list_dead_letters",
     "redrive",
+    "redrive_returned",
+    "returned_by_the_broker",
 ]
 
 _log = get_logger("messaging.deadletter")
@@ -178,7 +180,13 @@ async def list_dead_letters(
     return DeadLetterReport(work_queue, dlq_name, total, letters)
 
 
-async def redrive(settings: AmqpSettings, queue: str, *, limit: int | None = None) -> RedriveResult:
+async def redrive(
+    settings: AmqpSettings,
+    queue: str,
+    *,
+    limit: int | None = None,
+    select: Callable[[DeadLetter], bool] | None = None,
+) -> RedriveResult:
     """Move messages from a queue's dead-letter queue back onto the queue.
 
     Each message is published with confirms (on a publishing connection of its own) and
@@ -188,7 +196,9 @@ async def redrive(settings: AmqpSettings, queue: str, *, limit: int | None = Non
     Args:
         settings: AMQP settings.
         queue: the work queue, or its ``.dlq`` name.
-        limit: the most messages to move; all of them if None.
+        limit: the most messages to look at; all of them if None.
+        select: which messages to move; the others stay in the dead-letter queue, in
+            their order. All of them if None.
 
     Raises:
         ConfigurationError: the queue or its dead-letter queue does not exist.
@@ -197,6 +207,7 @@ async def redrive(settings: AmqpSettings, queue: str, *, limit: int | None = Non
     work_queue = queue_for_dead_letter_queue(queue)
     dlq_name = dead_letter_queue_name(work_queue)
     moved = failed = 0
+    kept: list[AbstractIncomingMessage] = []
     connection = await connect(settings, name="deadletter redrive")
     try:
         channel = await _open(connection, settings)
@@ -204,10 +215,17 @@ async def redrive(settings: AmqpSettings, queue: str, *, limit: int | None = Non
         await _existing_queue(channel, work_queue, settings)
         budget = _message_count(dlq) if limit is None else min(limit, _message_count(dlq))
         async with Publisher(settings, name="deadletter redrive publisher") as publisher:
-            while moved + failed < budget and not failed:
-                batch = await _take(dlq, min(_REDRIVE_BATCH, budget - moved), settings)
-                if not batch:
+            while moved + failed + len(kept) < budget and not failed:
+                taken = await _take(dlq, min(_REDRIVE_BATCH, budget - moved - len(kept)), settings)
+                if not taken:
                     break
+                # Messages not chosen are held unacknowledged (so the next read passes
+                # them) and returned to the dead-letter queue at the end.
+                wanted = [select is None or select(DeadLetter.from_headers(m)) for m in taken]
+                batch = [m for m, want in zip(taken, wanted, strict=True) if want]
+                kept.extend(m for m, want in zip(taken, wanted, strict=True) if not want)
+                if not batch:
+                    continue
                 results = await publisher.publish_amqp(
                     [AmqpPublish("", work_queue, _redriven(m)) for m in batch]
                 )
@@ -225,11 +243,70 @@ async def redrive(settings: AmqpSettings, queue: str, *, limit: int | None = Non
                                 message_id=result.message_id,
                                 detail=result.detail,
                             )
+        for message in kept:
+            with _translated(f"returning messages to {dlq_name}"):
+                await message.nack(requeue=True)
+        if kept:
+            await _settled(channel, dlq_name, len(kept), settings)
         remaining = _message_count(await _existing_queue(channel, dlq_name, settings))
     finally:
         await _close(connection)
-    _log.info("redrive_done", queue=work_queue, moved=moved, failed=failed, remaining=remaining)
+    if moved or failed or select is None:
+        _log.info("redrive_done", queue=work_queue, moved=moved, failed=failed, remaining=remaining)
     return RedriveResult(work_queue, moved, failed, remaining)
+
+
+def returned_by_the_broker(max_redrives: int) -> Callable[[DeadLetter], bool]:
+    """Chooses the letters RabbitMQ dead-lettered for their delivery count alone.
+
+    RabbitMQ before 4.3 counts a delivery returned by a lost connection or a killed
+    consumer towards a quorum queue's delivery limit, so sound messages reach the
+    dead-letter queue (reason ``delivery_limit``) when consumers crash or links flap.
+    Those may go round again, at most ``max_redrives`` times in all; a message our own
+    consumer refused (any other reason) stays for an operator.
+    """
+
+    def chosen(letter: DeadLetter) -> bool:
+        return letter.reason == "delivery_limit" and letter.redrives < max_redrives
+
+    return chosen
+
+
+async def redrive_returned(
+    settings: AmqpSettings, queues: Iterable[str], *, max_redrives: int
+) -> list[RedriveResult]:
+    """Re-drive, in each queue's dead-letter queue, what the broker dead-lettered by count.
+
+    See :func:`returned_by_the_broker`. A queue whose dead-letter queue is missing or
+    empty is passed over (and has no result).
+
+    Raises:
+        TransportError: the broker is unreachable or too slow.
+    """
+    waiting: list[str] = []
+    connection = await connect(settings, name="deadletter sweep")
+    try:
+        channel = await _open(connection, settings)
+        for queue in queues:
+            # One passive declare per queue on one connection; a re-drive (two connections
+            # of its own) only where there are letters to look at.
+            try:
+                dlq = await _existing_queue(channel, dead_letter_queue_name(queue), settings)
+            except ConfigurationError:
+                channel = await _open(connection, settings)  # a failed declare closes it
+                continue
+            if _message_count(dlq):
+                waiting.append(queue)
+    finally:
+        await _close(connection)
+    chosen = returned_by_the_broker(max_redrives)
+    results = []
+    for queue in waiting:
+        try:
+            results.append(await redrive(settings, queue, select=chosen))
+        except ConfigurationError:
+            continue
+    return results
 
 
 async def _take(

@@ -13,6 +13,7 @@ from broker.messaging import (
     REDRIVE_COUNT_HEADER,
     Backoff,
     Consumer,
+    DeadLetter,
     OutgoingMessage,
     Publisher,
     ReceivedMessage,
@@ -20,6 +21,8 @@ from broker.messaging import (
     RetryLater,
     list_dead_letters,
     redrive,
+    redrive_returned,
+    returned_by_the_broker,
 )
 from broker.settings import AmqpSettings
 from broker.topology import DISCLOSURES_EXCHANGE, disclosure_routing_key
@@ -165,3 +168,75 @@ async def test_redrive_of_a_queue_that_does_not_exist_is_a_configuration_error(a
         await redrive(amqp, f"nowhere-{uuid.uuid4().hex[:6]}")
     with pytest.raises(ConfigurationError, match="does not exist"):
         await list_dead_letters(amqp, "nowhere")
+
+
+async def test_only_what_the_broker_dead_lettered_by_count_goes_round_again(amqp, declared, admin):
+    await dead_letter_some(amqp, admin)
+
+    [result] = await redrive_returned(amqp, [QUEUE], max_redrives=2)
+
+    assert (result.moved, result.failed, result.remaining) == (1, 0, 2)
+    work = await admin.declare_queue(QUEUE, passive=True)
+    message = await work.get(timeout=5)
+    await message.ack()
+    assert message.message_id == "poison"
+    assert message.headers[REDRIVE_COUNT_HEADER] == 1
+    # What a consumer refused stays for an operator, in its order.
+    report = await list_dead_letters(amqp, QUEUE)
+    assert [letter.message_id for letter in report.letters] == ["bad-1", "bad-2"]
+
+
+async def test_a_message_dead_lettered_by_count_again_and_again_is_left_after_the_cap(
+    amqp, declared, admin
+):
+    await dead_letter_some(amqp, admin)
+    [first] = await redrive_returned(amqp, [QUEUE], max_redrives=1)
+    assert first.moved == 1
+
+    async def always_later(message: ReceivedMessage) -> None:
+        raise RetryLater("store down")
+
+    consumer = Consumer(amqp, QUEUE, always_later, backoff=Backoff(initial=0.05))
+    task = asyncio.create_task(consumer.run())
+
+    async def poison_dead_again():
+        return await queue_depth(admin, f"{QUEUE}.dlq") == 3
+
+    try:
+        await eventually(poison_dead_again)
+    finally:
+        await consumer.stop()
+        await task
+    [second] = await redrive_returned(amqp, [QUEUE], max_redrives=1)
+    assert (second.moved, second.remaining) == (0, 3)
+    by_id = {letter.message_id: letter for letter in (await list_dead_letters(amqp, QUEUE)).letters}
+    assert (by_id["poison"].reason, by_id["poison"].redrives) == ("delivery_limit", 1)
+
+
+def test_the_choice_reads_the_reason_and_the_redrive_count() -> None:
+    def letter(reason: str, redrives: int) -> DeadLetter:
+        return DeadLetter(
+            message_id="m-1",
+            event_type=None,
+            reason=reason,
+            queue=QUEUE,
+            deaths=1,
+            redrives=redrives,
+            dead_lettered_at=None,
+            size=1,
+        )
+
+    chosen = returned_by_the_broker(3)
+    assert chosen(letter("delivery_limit", 0))
+    assert chosen(letter("delivery_limit", 2))
+    assert not chosen(letter("delivery_limit", 3))
+    assert not chosen(letter("rejected", 0))
+    assert not chosen(letter("replay", 0))
+    assert not returned_by_the_broker(0)(letter("delivery_limit", 0))
+
+
+async def test_a_sweep_passes_over_empty_and_missing_dead_letter_queues(amqp, declared, admin):
+    await dead_letter_some(amqp, admin)
+    missing = f"nowhere-{uuid.uuid4().hex[:6]}"
+    results = await redrive_returned(amqp, [missing, "mash.E06000040", QUEUE], max_redrives=3)
+    assert [(r.queue, r.moved) for r in results] == [(QUEUE, 1)]
