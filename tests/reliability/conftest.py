@@ -30,7 +30,13 @@ def make_settings(db_url: str, amqp_url: str, keys: Path, **crypto: object) -> S
         _env_file=None,
         environment="test",
         agreement_path=AGREEMENT,
-        amqp=AmqpSettings(url=SecretStr(amqp_url), timeout_seconds=5, delivery_limit=3),
+        amqp=AmqpSettings(
+            url=SecretStr(amqp_url),
+            timeout_seconds=5,
+            delivery_limit=3,
+            # Sweeps often, so that a run's letters returned by crashes go round again in it.
+            redrive_interval_seconds=2,
+        ),
         database=DatabaseSettings(url=SecretStr(db_url)),
         crypto=CryptoSettings(keys_dir=keys, service_party="wam-broker", **crypto),  # type: ignore[arg-type]
     )

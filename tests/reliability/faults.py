@@ -50,7 +50,7 @@ from tests.reliability.helpers import MASH, alerts, audit_kinds, audit_verifies
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The service's message-path parts (no HTTP API, so no port is taken by a fault test).
-CORE_PARTS = ("ingest", "relay", "intake", "checkpoints")
+CORE_PARTS = ("ingest", "relay", "intake", "checkpoints", "redrive")
 _POLICE_REF = re.compile(rb"((?:TVP-MP|TVP-INT)-2026-)00(\d\d)(\d\d)")
 _OCCURRENCE = re.compile(rb'"4326000\d(\d\d)"')
 _INTEL = re.compile(rb'"INT-(\d\d)-\d{4}"')
@@ -400,6 +400,7 @@ def service_env(service: Service) -> dict[str, str]:
         "MASH_AMQP__URL": settings.amqp.url.get_secret_value(),
         "MASH_AMQP__TIMEOUT_SECONDS": str(settings.amqp.timeout_seconds),
         "MASH_AMQP__DELIVERY_LIMIT": str(settings.amqp.delivery_limit),
+        "MASH_AMQP__REDRIVE_INTERVAL_SECONDS": str(settings.amqp.redrive_interval_seconds),
         "MASH_DATABASE__URL": settings.database.url.get_secret_value(),
         "MASH_CRYPTO__KEYS_DIR": str(settings.crypto.keys_dir),
         "MASH_AGREEMENT_PATH": str(settings.agreement_path),
