@@ -27,8 +27,11 @@ def run(
     settings = Settings()
     configure_logging(settings.log_level, json=settings.log_json)
     service = Service.load(settings)
-    runtime = Runtime(service, only or ALL_PARTS)
-    asyncio.run(_serve(runtime))
+    try:
+        runtime = Runtime(service, only or ALL_PARTS)
+        asyncio.run(_serve(runtime))
+    finally:
+        service.engine.dispose()
 
 
 async def _serve(runtime: Runtime) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -37,10 +39,15 @@ DatabaseUrl = Annotated[
 ]
 
 
-def _store(database_url: str | None) -> AccountStore:
+@contextmanager
+def _store(database_url: str | None) -> Iterator[AccountStore]:
+    """The account store on the database, its connections closed afterwards."""
     engine = make_engine(database_url or Settings().database.url.get_secret_value())
-    migrate(engine)
-    return AccountStore(engine)
+    try:
+        migrate(engine)
+        yield AccountStore(engine)
+    finally:
+        engine.dispose()
 
 
 def _password(from_stdin: bool) -> str:
@@ -65,7 +72,8 @@ def add(
 ) -> None:
     """Create an account with one or more roles."""
     try:
-        _store(database_url).add(username, _password(password_stdin), role)
+        with _store(database_url) as store:
+            store.add(username, _password(password_stdin), role)
     except BrokerError as exc:
         raise _fail(exc) from None
     typer.echo(f"added {username} ({', '.join(sorted(r.value for r in role))})")
@@ -77,7 +85,8 @@ def passwd(
 ) -> None:
     """Set a new password; the account's sessions end."""
     try:
-        _store(database_url).set_password(username, _password(password_stdin))
+        with _store(database_url) as store:
+            store.set_password(username, _password(password_stdin))
     except BrokerError as exc:
         raise _fail(exc) from None
     typer.echo(f"password changed for {username}")
@@ -87,7 +96,8 @@ def passwd(
 def roles(username: str, role: Roles, database_url: DatabaseUrl = None) -> None:
     """Replace an account's roles; its sessions end."""
     try:
-        _store(database_url).set_roles(username, role)
+        with _store(database_url) as store:
+            store.set_roles(username, role)
     except BrokerError as exc:
         raise _fail(exc) from None
     typer.echo(f"roles of {username}: {', '.join(sorted(r.value for r in role))}")
@@ -97,7 +107,8 @@ def roles(username: str, role: Roles, database_url: DatabaseUrl = None) -> None:
 def disable(username: str, database_url: DatabaseUrl = None) -> None:
     """Disable an account at once (its tokens stop working)."""
     try:
-        _store(database_url).set_active(username, False)
+        with _store(database_url) as store:
+            store.set_active(username, False)
     except BrokerError as exc:
         raise _fail(exc) from None
     typer.echo(f"disabled {username}")
@@ -107,7 +118,8 @@ def disable(username: str, database_url: DatabaseUrl = None) -> None:
 def enable(username: str, database_url: DatabaseUrl = None) -> None:
     """Re-enable a disabled account."""
     try:
-        _store(database_url).set_active(username, True)
+        with _store(database_url) as store:
+            store.set_active(username, True)
     except BrokerError as exc:
         raise _fail(exc) from None
     typer.echo(f"enabled {username}")
@@ -116,6 +128,8 @@ def enable(username: str, database_url: DatabaseUrl = None) -> None:
 @app.command("list")
 def list_accounts(database_url: DatabaseUrl = None) -> None:
     """Every account, its roles and whether it is active."""
-    for username, held, active in _store(database_url).list():
+    with _store(database_url) as store:
+        accounts = store.list()
+    for username, held, active in accounts:
         state = "active" if active else "disabled"
         typer.echo(f"{username}\t{','.join(held)}\t{state}")
