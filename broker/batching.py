@@ -60,6 +60,10 @@ class Batcher(Generic[T, R]):
         # whatever else waits there (translating and sealing the next messages, say).
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
+    def close(self) -> None:
+        """Let the worker thread end once the batch it runs, if any, is done."""
+        self._thread.shutdown(wait=False)
+
     async def submit(self, item: T) -> R:
         """Add ``item`` to the next batch and wait for its outcome.
 

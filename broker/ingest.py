@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from sqlalchemy.exc import IntegrityError
-
 from adapters import get_adapter
 from broker.batching import Batcher
 from broker.exceptions import TransportError
@@ -104,31 +102,5 @@ class IngestWorker:
             raise RejectMessage("adapter_error")
 
     def _store_batch(self, items: Sequence[PreparedMessage]) -> list[IngestResult | BaseException]:
-        """One transaction for the batch; if it fails, each message on its own.
-
-        A failure of the batch (a dedup race with another process, a fault in one message)
-        must not hold up the other messages, so they are retried one by one: each then
-        succeeds or fails on its own account.
-        """
-        try:
-            return list(self._ingestor.store_prepared(items))
-        except TransportError as exc:
-            # The database is unavailable: one by one would only wait again per message.
-            return [TransportError(str(exc)) for _ in items]
-        except Exception as exc:  # noqa: BLE001 - isolated below, message by message
-            _log.info(
-                "ingest_batch_split",
-                adapter=self._adapter,
-                size=len(items),
-                error=type(exc).__name__,
-            )
-        outcomes: list[IngestResult | BaseException] = []
-        for item in items:
-            try:
-                outcomes.extend(self._ingestor.store_prepared([item]))
-            except IntegrityError:
-                # Another worker committed the same message first (the inbox key is unique).
-                outcomes.append(IngestResult(raw_id=None, duplicate=True))
-            except Exception as exc:  # noqa: BLE001 - this message's own outcome
-                outcomes.append(exc)
-        return outcomes
+        """One transaction for the batch; if it fails, each message on its own."""
+        return self._ingestor.store_isolated(items, label=f"ingest {self._adapter}")

@@ -23,8 +23,9 @@ from sqlmodel import Session, col
 from adapters import AdapterContext, AdapterError, Problem, get_adapter
 from broker import envelope
 from broker.audit import AuditKind, AuditLog, AuditRecord
-from broker.db import session_scope, write_gate
+from broker.db import remember_jtis, session_scope, write_gate
 from broker.envelope import EnvelopeLimits
+from broker.exceptions import TransportError
 from broker.logging import get_logger
 from broker.models import InboxEntry, OutboxMessage, OutboxStatus, RawMessage
 from broker.policy import Decision, evaluate
@@ -54,6 +55,9 @@ class IngestResult:
     problems: tuple[Problem, ...] = ()
     #: The same bytes were already processed from this source: nothing was done again.
     duplicate: bool = False
+    #: The credential the message came with (``PreparedMessage.replay_token``) had been
+    #: used before: nothing was stored, and the request is to be refused as a replay.
+    replayed: bool = False
 
     @property
     def rejected(self) -> bool:
@@ -80,6 +84,10 @@ class PreparedMessage:
     source: str
     digest: str
     raw_row: RawMessage
+    #: (token id, remember until) of the credential the message came with, remembered in
+    #: the transaction that stores the message; if it is already there (a replay), the
+    #: message is not stored. None for a channel whose credential is not a one-time token.
+    replay_token: tuple[str, datetime] | None = None
     error: AdapterError | None = None
     records: list[AuditRecord] = field(default_factory=list)
     batch: _Batch = field(default_factory=_Batch)
@@ -256,7 +264,13 @@ class Ingestor:
         return outcomes
 
     def prepare(
-        self, adapter_name: str, raw: bytes, source: str, *, received_at: datetime | None = None
+        self,
+        adapter_name: str,
+        raw: bytes,
+        source: str,
+        *,
+        received_at: datetime | None = None,
+        replay_token: tuple[str, datetime] | None = None,
     ) -> PreparedMessage:
         """The first half of :meth:`ingest`, which needs no database: parse, decide, seal.
 
@@ -264,10 +278,20 @@ class Ingestor:
         made. A message the adapter cannot translate is prepared too (to be stored as
         rejected).
 
+        Args:
+            adapter_name: the adapter for the message's format.
+            raw: the native message bytes.
+            source: the authenticated sender's party id.
+            received_at: when it arrived; now if omitted.
+            replay_token: (token id, remember until) of the one-time credential the
+                message came with, to be remembered in the transaction that stores it.
+
         Raises:
             Exception: as :meth:`ingest` would for this message; nothing is stored.
         """
-        return self._prepare(adapter_name, raw, source, received_at or datetime.now(UTC))
+        item = self._prepare(adapter_name, raw, source, received_at or datetime.now(UTC))
+        item.replay_token = replay_token
+        return item
 
     def store_prepared(self, items: Sequence[PreparedMessage]) -> list[IngestResult]:
         """The second half of :meth:`ingest` for several messages, in ONE transaction.
@@ -276,8 +300,13 @@ class Ingestor:
         entries) is written with a few statements and committed together. Dedup applies
         as in :meth:`ingest`, within the batch too.
 
+        The messages' ``replay_token`` ids are remembered in the same transaction (one
+        statement). A message whose id was already remembered, or that comes again within
+        the batch, is not stored at all: its result says ``replayed``. Every other
+        message's id is remembered, a duplicate's too.
+
         Returns:
-            One result per message, in order, as :meth:`ingest` gives it.
+            One result per message, in order, as :meth:`ingest` gives it, or ``replayed``.
 
         Raises:
             TransportError: the database is unavailable; nothing was stored.
@@ -292,7 +321,16 @@ class Ingestor:
         with write_gate(sessions) as gate, session_scope(sessions) as session:
             seen = self._seen_among(session, items)
             gate.enter()
+            tokens = [item.replay_token for item in items if item.replay_token is not None]
+            # Ids remembered now; each is claimed by its first message below.
+            fresh = remember_jtis(session, tokens) if tokens else set()
             for item in items:
+                if item.replay_token is not None:
+                    token_id = item.replay_token[0]
+                    if token_id not in fresh:
+                        results.append(IngestResult(raw_id=None, replayed=True))
+                        continue
+                    fresh.discard(token_id)
                 if item.dedup_key in seen:
                     problems = item.error.problems if item.error else ()
                     results.append(IngestResult(raw_id=None, problems=problems, duplicate=True))
@@ -322,6 +360,51 @@ class Ingestor:
         for item in stored:
             self._log_stored(item)
         return results
+
+    def store_isolated(
+        self, items: Sequence[PreparedMessage], *, label: str = "ingest"
+    ) -> list[IngestResult | BaseException]:
+        """:meth:`store_prepared` for the batch; if that fails, each message on its own.
+
+        The work function of an ingest ``broker.batching.Batcher``. A failure of the batch
+        (a dedup race with another process, a fault in one message) must not hold up the
+        other messages, so they are retried one by one: each then succeeds or fails on
+        its own account.
+
+        Args:
+            items: the prepared messages.
+            label: names the batch in logs.
+
+        Returns:
+            Per message, in order: its result, or the exception that stopped it (nothing
+            of that message was stored then, nor its ``replay_token`` remembered).
+        """
+        try:
+            return list(self.store_prepared(items))
+        except TransportError as exc:
+            # The database is unavailable: one by one would only wait again per message.
+            return [TransportError(str(exc)) for _ in items]
+        except Exception as exc:  # noqa: BLE001 - isolated below, message by message
+            _log.info(
+                "ingest_batch_split", batcher=label, size=len(items), error=type(exc).__name__
+            )
+        return [self._store_alone(item) for item in items]
+
+    def _store_alone(self, item: PreparedMessage) -> IngestResult | BaseException:
+        try:
+            return self.store_prepared([item])[0]
+        except IntegrityError:
+            # Another worker committed the same message first (the inbox key is unique).
+            if item.replay_token is None:
+                return IngestResult(raw_id=None, duplicate=True)
+        except Exception as exc:  # noqa: BLE001 - this message's own outcome
+            return exc
+        # Its token id must still be remembered: now that the other worker's commit is
+        # visible, the message is recognised as a duplicate and only the id is written.
+        try:
+            return self.store_prepared([item])[0]
+        except Exception as exc:  # noqa: BLE001 - this message's own outcome
+            return exc
 
     def _prepare(
         self, adapter_name: str, raw: bytes, source: str, now: datetime

@@ -167,7 +167,7 @@ class Runtime:
 
         api = self.service.settings.api
         config = uvicorn.Config(
-            create_app(self.service),
+            create_app(self.service, on_stored=self._wake_relay),
             host=api.host,
             port=api.port,
             ssl_certfile=str(api.tls_certfile) if api.tls_certfile else None,

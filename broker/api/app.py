@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -32,6 +32,7 @@ def create_app(
     *,
     staff_verifier: StaffVerifier | None = None,
     accounts: AccountStore | None = None,
+    on_stored: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The HTTP API of ``service``.
 
@@ -40,8 +41,12 @@ def create_app(
         staff_verifier: the deployment's identity provider for staff (``StaffVerifier``);
             the local account store when omitted.
         accounts: the local account store to use (the default hashes with argon2id).
+        on_stored: called (on the event loop) after an ingest commit that wrote outbox
+            rows, e.g. to wake the outbox relay running in the same process.
     """
-    context = ApiContext.build(service, staff_verifier=staff_verifier, accounts=accounts)
+    context = ApiContext.build(
+        service, staff_verifier=staff_verifier, accounts=accounts, on_stored=on_stored
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

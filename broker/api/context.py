@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from aio_pika.abc import AbstractConnection
+from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlmodel import col
 
 from broker.api.auth import (
     AccountStore,
+    CheckedAssertion,
     ClientAssertionVerifier,
     LocalStaffVerifier,
     StaffTokens,
@@ -22,15 +28,17 @@ from broker.api.idempotency import IdempotencyStore
 from broker.api.metrics import ApiMetrics
 from broker.api.ratelimit import RateLimiter
 from broker.audit import AuditKind
+from broker.batching import Batcher
 from broker.db import DbReplayStore, session_scope
-from broker.exceptions import BrokerError
+from broker.exceptions import BrokerError, TransportError
 from broker.logging import get_logger
 from broker.messaging import AMQP_ERRORS, connect
-from broker.pipeline import Ingestor
+from broker.models import ReplaySeen
+from broker.pipeline import Ingestor, IngestResult, PreparedMessage
 from broker.service import Service
 from broker.settings import ApiSettings
 
-__all__ = ["AMQP_PROBE_SECONDS", "PROBE_ERRORS", "ApiContext", "Refusal"]
+__all__ = ["AMQP_PROBE_SECONDS", "INGEST_BATCH_MAX", "PROBE_ERRORS", "ApiContext", "Refusal"]
 
 _log = get_logger("api")
 
@@ -38,6 +46,8 @@ _log = get_logger("api")
 AMQP_PROBE_SECONDS = 3.0
 #: What a RabbitMQ probe can fail with.
 PROBE_ERRORS: tuple[type[BaseException], ...] = (*AMQP_ERRORS, BrokerError)
+#: The most HTTP ingest requests stored in one transaction.
+INGEST_BATCH_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +73,17 @@ class ApiContext:
     accounts: AccountStore
     tokens: StaffTokens
     ingestor: Ingestor
+    #: Stores prepared HTTP ingest messages: what concurrent requests have ready while a
+    #: transaction commits is stored together in the next one (group commit).
+    ingest_batcher: Batcher[PreparedMessage, IngestResult]
     idempotency: IdempotencyStore
     limiter: RateLimiter
     login_limiter: RateLimiter
     metrics: ApiMetrics
     agreement_sha256: str
+    #: Called (on the event loop) after an ingest commit that wrote outbox rows, e.g. to
+    #: wake the outbox relay running in the same process.
+    on_stored: Callable[[], None] | None = None
     #: The AsyncAPI document, built on first request.
     asyncapi: dict[str, Any] | None = None
     _amqp: AbstractConnection | None = field(default=None, repr=False)
@@ -80,6 +96,7 @@ class ApiContext:
         *,
         staff_verifier: StaffVerifier | None = None,
         accounts: AccountStore | None = None,
+        on_stored: Callable[[], None] | None = None,
     ) -> ApiContext:
         """Wire the API's parts from a loaded service.
 
@@ -88,6 +105,7 @@ class ApiContext:
             staff_verifier: the deployment's identity provider; the local account store's
                 tokens when omitted.
             accounts: the local account store (e.g. with a cheaper hasher in tests).
+            on_stored: called after an ingest commit that wrote outbox rows.
         """
         api = service.settings.api
         crypto = service.settings.crypto
@@ -105,13 +123,19 @@ class ApiContext:
             crypto.service_party,
             lifetime=timedelta(seconds=api.staff_token_lifetime_seconds),
         )
+        ingestor = Ingestor(service)
         return cls(
             service=service,
             assertions=assertions,
             staff=staff_verifier or LocalStaffVerifier(tokens, store),
             accounts=store,
             tokens=tokens,
-            ingestor=Ingestor(service),
+            ingestor=ingestor,
+            ingest_batcher=Batcher(
+                functools.partial(ingestor.store_isolated, label="http ingest"),
+                max_size=INGEST_BATCH_MAX,
+                name="http ingest",
+            ),
             idempotency=IdempotencyStore(
                 service.sessions, ttl=timedelta(seconds=api.idempotency_ttl_seconds)
             ),
@@ -120,6 +144,7 @@ class ApiContext:
             login_limiter=RateLimiter(5 / 60, 10),
             metrics=ApiMetrics(service),
             agreement_sha256=_sha256_of(service.settings.agreement_path),
+            on_stored=on_stored,
         )
 
     @property
@@ -131,6 +156,33 @@ class ApiContext:
     def tls(self) -> bool:
         """Whether this process serves TLS itself (HSTS and Secure cookies follow)."""
         return self.settings.tls_certfile is not None
+
+    def check_assertion(self, token: str, audience: str) -> CheckedAssertion:
+        """Check a client assertion completely without remembering its id (blocking).
+
+        An id already remembered is refused here, before the request does any work; the
+        check that counts is remembering the id, which the caller must still do once.
+
+        Raises:
+            CredentialRefused: whatever is wrong with the token, ``replay`` included.
+            TransportError: the database is unavailable.
+        """
+        checked = self.assertions.check(token, audience)
+        if self._remembered(checked.replay_id):
+            raise checked.replay_refusal()
+        return checked
+
+    def _remembered(self, replay_id: str) -> bool:
+        """Whether ``replay_id`` is in the replay store and still live (a read, no commit)."""
+        statement = select(col(ReplaySeen.jti)).where(
+            col(ReplaySeen.jti) == replay_id, col(ReplaySeen.expires_at) >= datetime.now(UTC)
+        )
+        try:
+            # A connection, not a session: nothing to commit, so no commit is sent.
+            with self.service.engine.connect() as connection:
+                return connection.execute(statement).first() is not None
+        except (OperationalError, InterfaceError) as exc:
+            raise TransportError(f"replay store unavailable ({type(exc.orig).__name__})") from exc
 
     def audit_refusal(self, refusal: Refusal) -> None:
         """Record a refused request in the audit chain (blocking; call in a thread)."""
@@ -163,7 +215,8 @@ class ApiContext:
             return self._amqp
 
     async def aclose(self) -> None:
-        """Close the probe connection."""
+        """Close the probe connection; let the ingest batcher's thread end."""
+        self.ingest_batcher.close()
         if self._amqp is not None and not self._amqp.is_closed:
             try:
                 await self._amqp.close()

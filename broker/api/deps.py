@@ -6,12 +6,17 @@ Routes, and the intake web pages, declare what they need::
     async def search(staff: StaffIdentity = Depends(require_role(Role.DPO, Role.AUDITOR))): ...
 
     @router.post("/v1/ingest/{adapter}")
-    async def ingest(partner: PartnerIdentity = Depends(require_partner)): ...
+    async def ingest(pending: PendingAssertion = Depends(require_partner_pending)): ...
 
 Staff present a bearer token (``Authorization: Bearer``) or the session cookie
 (``SESSION_COOKIE``, set by ``POST /v1/auth/session`` or by ``start_session``). Partners
 present a client assertion as a bearer token. Every refusal is audited (kind
 ``rejected``, reason ``auth.<code>``) before the generic 401 or 403 goes out.
+
+``require_partner`` remembers the assertion's id (replay protection) in a transaction of
+its own. ``require_partner_pending`` leaves that to the route, which remembers it in the
+transaction of its own work (one commit per request), or calls ``PendingAssertion.settle``
+on every path that ends without that transaction.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBea
 from broker.api.auth import (
     STAFF_TOKEN_TYPE,
     AccessDenied,
+    CheckedAssertion,
     CredentialRefused,
     IssuedToken,
     PartnerIdentity,
@@ -40,6 +46,7 @@ from broker.exceptions import BrokerError
 __all__ = [
     "SESSION_COOKIE",
     "Caller",
+    "PendingAssertion",
     "bearer_scheme",
     "cookie_scheme",
     "end_session",
@@ -48,8 +55,10 @@ __all__ = [
     "refuse",
     "require_caller",
     "require_partner",
+    "require_partner_pending",
     "require_role",
     "require_staff",
+    "settle_pending_assertion",
     "start_session",
 ]
 
@@ -113,6 +122,54 @@ async def refuse(request: Request, exc: CredentialRefused | AccessDenied) -> Bro
     return exc
 
 
+@dataclass(eq=False, slots=True)
+class PendingAssertion:
+    """A request's client assertion, checked but for replay, whose id is to be remembered.
+
+    Exactly one of two things must happen to it before the request is answered: the
+    route's own transaction remembers the id (``broker.db.remember_jtis``) and the route
+    calls :meth:`remembered_in_transaction`, or :meth:`settle` remembers it in a
+    transaction of its own. Either way a reused id means a 401 ``replay`` refusal.
+    """
+
+    checked: CheckedAssertion
+    #: The id was remembered, or found to be a replay; nothing more is to be done.
+    settled: bool = False
+
+    @property
+    def identity(self) -> PartnerIdentity:
+        """The partner the assertion names."""
+        return self.checked.identity
+
+    def remembered_in_transaction(self) -> None:
+        """The route's transaction remembered the id (or found it a replay)."""
+        self.settled = True
+
+    async def settle(self, request: Request) -> None:
+        """Remember the id in its own transaction, unless done already.
+
+        For every path of the request that ends without the route's own transaction
+        remembering it: a refusal, an error, an answer from the idempotency store.
+
+        Raises:
+            CredentialRefused: ``replay`` (audited): the id was remembered before.
+            TransportError: the database is unavailable.
+        """
+        if self.settled:
+            return
+        self.settled = True
+        context = get_context(request)
+        try:
+            await asyncio.to_thread(context.assertions.remember, self.checked)
+        except CredentialRefused as exc:
+            raise await refuse(request, exc) from None
+
+    async def refuse_replay(self, request: Request) -> BrokerError:
+        """Audit the refusal of a reused id found by the route's transaction; hand it back."""
+        self.settled = True
+        return await refuse(request, self.checked.replay_refusal())
+
+
 def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str | None:
     if credentials is None or credentials.scheme.lower() != "bearer":
         return None
@@ -130,6 +187,22 @@ async def _partner(request: Request, token: str | None) -> PartnerIdentity:
         raise await refuse(request, exc) from None
     request.state.party = identity.party
     return identity
+
+
+async def _partner_pending(request: Request, token: str | None) -> PendingAssertion:
+    context = get_context(request)
+    if token is None:
+        raise await refuse(request, CredentialRefused("token_missing", "no bearer token"))
+    audience = context.settings.public_base_url + request.url.path
+    try:
+        checked = await asyncio.to_thread(context.check_assertion, token, audience)
+    except CredentialRefused as exc:
+        raise await refuse(request, exc) from None
+    request.state.party = checked.identity.party
+    pending = PendingAssertion(checked)
+    # Found by the request validation handler, should the route never run.
+    request.state.pending_assertion = pending
+    return pending
 
 
 async def _staff(request: Request, token: str | None, cookie: str | None) -> StaffIdentity:
@@ -163,6 +236,30 @@ async def require_partner(
 ) -> PartnerIdentity:
     """A partner system authenticated by its client assertion (401 and audited if not)."""
     return await _partner(request, _bearer_token(credentials))
+
+
+async def require_partner_pending(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> PendingAssertion:
+    """A partner system whose client assertion checked, its id not yet remembered.
+
+    401 and audited if the assertion is wrong or its id already remembered. The route
+    must remember the id exactly once (see ``PendingAssertion``).
+    """
+    return await _partner_pending(request, _bearer_token(credentials))
+
+
+async def settle_pending_assertion(request: Request) -> None:
+    """Remember the request's pending assertion id if the route did not (see ``settle``).
+
+    Raises:
+        CredentialRefused: ``replay`` (audited).
+        TransportError: the database is unavailable.
+    """
+    pending = getattr(request.state, "pending_assertion", None)
+    if isinstance(pending, PendingAssertion):
+        await pending.settle(request)
 
 
 async def require_staff(

@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from adapters import AdapterError
 from broker.api.auth import CredentialRefused
+from broker.api.deps import settle_pending_assertion
 from broker.api.ratelimit import RateLimited
 from broker.exceptions import (
     BrokerError,
@@ -152,6 +153,14 @@ async def _rate_limited(request: Request, exc: RateLimited) -> Response:
 
 
 async def _validation(request: Request, exc: RequestValidationError) -> Response:
+    # The route never ran: a client assertion it was to remember is remembered now, and
+    # a reused one is refused as it would have been.
+    try:
+        await settle_pending_assertion(request)
+    except CredentialRefused as refused:
+        return await _security(request, refused)
+    except TransportError as unavailable:
+        return await _transport(request, unavailable)
     # FastAPI's default answer echoes the submitted value ("input"); never do that.
     problems = [
         ProblemBody(

@@ -113,7 +113,7 @@ async def test_an_unexpected_fault_is_500_without_a_trace(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret detail: Ottoline Brackenbury, /srv/mash/keys")
 
-    monkeypatch.setattr(app.state.api.ingestor, "ingest", broken)
+    monkeypatch.setattr(app.state.api.ingestor, "prepare", broken)
     raising = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
         base_url="https://mash.test",

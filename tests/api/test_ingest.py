@@ -196,19 +196,19 @@ async def test_idempotency_claim_is_released_when_the_database_fails(
     client: httpx.AsyncClient, assertion: AssertionMaker, app, monkeypatch
 ) -> None:
     ingestor = app.state.api.ingestor
-    real = ingestor.ingest
+    real = ingestor.store_prepared
 
     def unavailable(*args: object, **kwargs: object) -> None:
         raise TransportError("database unavailable (OperationalError)")
 
-    monkeypatch.setattr(ingestor, "ingest", unavailable)
+    monkeypatch.setattr(ingestor, "store_prepared", unavailable)
     headers = {"Idempotency-Key": "retry-me"}
     raw = _police_sample()
     failed = await client.post(POLICE, content=raw, headers=_auth(assertion(), **headers))
     assert failed.status_code == 503
     assert failed.headers["retry-after"]
     assert "OperationalError" not in failed.text
-    monkeypatch.setattr(ingestor, "ingest", real)
+    monkeypatch.setattr(ingestor, "store_prepared", real)
     retried = await client.post(POLICE, content=raw, headers=_auth(assertion(), **headers))
     assert retried.status_code == 202
     assert retried.json()["event_ids"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from broker.api.auth.accounts import MIN_PASSWORD_LENGTH, USERNAME_PATTERN, AccountStore
 from broker.api.auth.assertion import (
     ALLOWED_ALGS,
+    CheckedAssertion,
     ClientAssertionVerifier,
     PartnerIdentity,
     parse_unverified_header,
@@ -29,6 +30,7 @@ __all__ = [
     "USERNAME_PATTERN",
     "AccessDenied",
     "AccountStore",
+    "CheckedAssertion",
     "ClientAssertionVerifier",
     "CredentialRefused",
     "IssuedToken",

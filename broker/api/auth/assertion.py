@@ -37,6 +37,7 @@ from broker.replay import ReplayStore
 __all__ = [
     "ALLOWED_ALGS",
     "MAX_TOKEN_BYTES",
+    "CheckedAssertion",
     "ClientAssertionVerifier",
     "PartnerIdentity",
     "b64url_decode",
@@ -78,6 +79,39 @@ class PartnerIdentity:
     kid: str
     jti: str
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedAssertion:
+    """A client assertion that passed every check but the replay check, not yet remembered.
+
+    ``ClientAssertionVerifier.check`` makes one; the caller must then have its
+    ``replay_id`` remembered until ``remember_until`` exactly once, either with
+    ``ClientAssertionVerifier.remember`` (a transaction of its own) or inside a
+    transaction of its own work (``broker.db.remember_jtis``), and refuse the request
+    as a replay if the id was already there.
+    """
+
+    identity: PartnerIdentity
+    #: The id under which the token is remembered (namespaced and hashed, never the jti).
+    replay_id: str
+    #: Until when it must be remembered: the token's expiry plus the tolerated clock skew.
+    remember_until: datetime
+
+    @property
+    def replay_token(self) -> tuple[str, datetime]:
+        """(replay id, remember until), as ``broker.db.remember_jtis`` takes it."""
+        return (self.replay_id, self.remember_until)
+
+    def replay_refusal(self) -> CredentialRefused:
+        """The refusal for a request whose token id was already remembered."""
+        party = self.identity.party
+        return CredentialRefused(
+            "replay",
+            f"client assertion id reused by party {party}",
+            kid=self.identity.kid,
+            claimed_party=party,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +163,24 @@ class ClientAssertionVerifier:
             CredentialRefused: with a reason code, whatever is wrong.
             TransportError: the replay store is unavailable.
         """
+        checked = self.check(token, audience)
+        self.remember(checked)
+        return checked.identity
+
+    def check(self, token: str, audience: str) -> CheckedAssertion:
+        """Check ``token`` completely except whether its id was used before; remember nothing.
+
+        For a caller that remembers the id inside its own transaction (one commit for the
+        request). The token is accepted only once its id has been remembered: the caller
+        must do that exactly once, with :meth:`remember` or ``broker.db.remember_jtis``.
+
+        Args:
+            token: the compact JWS from the ``Authorization: Bearer`` header.
+            audience: the URL the request was made to (public base URL + path).
+
+        Raises:
+            CredentialRefused: with a reason code, whatever is wrong (never ``replay``).
+        """
         now = self._clock()
         parsed = _parse(token)
         kid, party = self._check_header(parsed.header, parsed.claims)
@@ -147,16 +199,23 @@ class ClientAssertionVerifier:
         # Namespaced and hashed: partner ids share the store with disclosure ids, and a
         # partner's jti can be up to 128 characters of its own choosing.
         replay_id = "ca:" + hashlib.sha256(f"{party}\x00{jti}".encode()).hexdigest()
+        return CheckedAssertion(
+            identity=PartnerIdentity(party=party, kid=kid, jti=jti, expires_at=expires_at),
+            replay_id=replay_id,
+            remember_until=expires_at + self._skew,
+        )
+
+    def remember(self, checked: CheckedAssertion) -> None:
+        """Remember a checked assertion's id in the replay store (its own transaction).
+
+        Raises:
+            CredentialRefused: ``replay``, the id was remembered before and is still live.
+            TransportError: the replay store is unavailable.
+        """
         try:
-            self._replay.check_and_remember(replay_id, expires_at + self._skew)
+            self._replay.check_and_remember(checked.replay_id, checked.remember_until)
         except ReplayDetected:
-            raise CredentialRefused(
-                "replay",
-                f"client assertion id reused by party {party}",
-                kid=kid,
-                claimed_party=party,
-            ) from None
-        return PartnerIdentity(party=party, kid=kid, jti=jti, expires_at=expires_at)
+            raise checked.replay_refusal() from None
 
     def _check_header(self, header: dict[str, Any], claims: dict[str, Any]) -> tuple[str, str]:
         iss = claims.get("iss")

@@ -3,8 +3,16 @@
 Order of checks, cheapest and least trusting first: the partner's client assertion; the
 agreement's list of adapters for that partner; the rate limit; the declared size; the
 ``Idempotency-Key``; then the body is read, counted as it streams in, and only then
-parsed, in a worker thread, by ``Ingestor.ingest``. The answer comes once the events, the
-audit entries and the outbox rows are committed.
+parsed, decided and sealed, in a worker thread, by ``Ingestor.prepare``. The prepared
+message goes to the API's ingest batcher: what concurrent requests have ready while one
+transaction commits is stored together in the next (group commit, as AMQP ingest does).
+The answer comes once the events, the audit entries and the outbox rows are committed.
+
+The assertion's id is remembered in that same transaction (one commit per request, shared
+with the requests of the batch); a reused id is found there, and the request refused with
+nothing stored. A request that ends before the store (refused, rate limited, too large, an
+answer from the idempotency store, an error) remembers the id in a transaction of its own
+first (``PendingAssertion.settle``), so every accepted assertion is remembered once.
 """
 
 from __future__ import annotations
@@ -19,9 +27,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from adapters import ADAPTER_NAMES, AdapterError, get_adapter
-from broker.api.auth import AccessDenied, PartnerIdentity
+from broker.api.auth import AccessDenied
 from broker.api.context import ApiContext
-from broker.api.deps import get_context, refuse, require_partner
+from broker.api.deps import PendingAssertion, get_context, refuse, require_partner_pending
 from broker.api.errors import ERROR_RESPONSES, ErrorBody, ProblemBody, error_response
 from broker.api.idempotency import KEY_PATTERN, ClaimState, request_digest
 from broker.api.middleware import BodyTooLarge
@@ -79,7 +87,7 @@ def body_limit_for(context: ApiContext, adapter: str) -> int:
 async def ingest(
     request: Request,
     adapter: Annotated[str, Path(pattern=_ADAPTER_PATTERN, description="The message format.")],
-    partner: Annotated[PartnerIdentity, Depends(require_partner)],
+    pending: Annotated[PendingAssertion, Depends(require_partner_pending)],
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -90,9 +98,23 @@ async def ingest(
     ] = None,
 ) -> JSONResponse:
     """Translate the message at once; answer 202 with its event ids once they are durable."""
+    try:
+        return await _handle(request, adapter, pending, idempotency_key)
+    except Exception:
+        # Ended before the store remembered the assertion's id: remember it now (a
+        # reused one turns the answer into the replay refusal it always was).
+        await pending.settle(request)
+        raise
+
+
+async def _handle(
+    request: Request, adapter: str, pending: PendingAssertion, idempotency_key: str | None
+) -> JSONResponse:
     context = get_context(request)
+    partner = pending.identity
     party = context.service.agreement.party(partner.party)
     if party is None or adapter not in party.ingest_adapters:
+        await pending.settle(request)
         raise await refuse(
             request,
             AccessDenied(
@@ -104,9 +126,11 @@ async def ingest(
     try:
         context.limiter.take(partner.party)
     except BrokerError:
+        await pending.settle(request)
         context.metrics.rate_limited.labels(partner.party).inc()
         raise
     if idempotency_key is not None and not KEY_PATTERN.match(idempotency_key):
+        await pending.settle(request)
         return error_response(
             request,
             422,
@@ -116,10 +140,10 @@ async def ingest(
         )
     raw = await _read_body(request, body_limit_for(context, adapter))
     if idempotency_key is None:
-        status, body = await _ingest(context, adapter, raw, partner.party)
+        status, body = await _ingest(request, context, adapter, raw, pending)
         return _answer(request, status, body)
     return await _idempotent(
-        request, context, adapter=adapter, raw=raw, party=partner.party, key=idempotency_key
+        request, context, adapter=adapter, raw=raw, pending=pending, key=idempotency_key
     )
 
 
@@ -137,9 +161,28 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _ingest(context: ApiContext, adapter: str, raw: bytes, party: str) -> tuple[int, str]:
-    """Run the pipeline; the answer's status and JSON body (errors other than 422 raise)."""
-    result: IngestResult = await asyncio.to_thread(context.ingestor.ingest, adapter, raw, party)
+async def _ingest(
+    request: Request, context: ApiContext, adapter: str, raw: bytes, pending: PendingAssertion
+) -> tuple[int, str]:
+    """Run the pipeline; the answer's status and JSON body (errors other than 422 raise).
+
+    Raises:
+        CredentialRefused: ``replay`` (audited): the assertion's id was remembered before;
+            nothing was stored.
+    """
+    prepared = await asyncio.to_thread(
+        context.ingestor.prepare,
+        adapter,
+        raw,
+        pending.identity.party,
+        replay_token=pending.checked.replay_token,
+    )
+    result: IngestResult = await context.ingest_batcher.submit(prepared)
+    if result.replayed:
+        raise await pending.refuse_replay(request)
+    pending.remembered_in_transaction()
+    if result.disclosures and context.on_stored is not None:
+        context.on_stored()
     if result.rejected:
         body = {
             "error": AdapterError.code,
@@ -153,10 +196,20 @@ async def _ingest(context: ApiContext, adapter: str, raw: bytes, party: str) -> 
 
 
 async def _idempotent(
-    request: Request, context: ApiContext, *, adapter: str, raw: bytes, party: str, key: str
+    request: Request,
+    context: ApiContext,
+    *,
+    adapter: str,
+    raw: bytes,
+    pending: PendingAssertion,
+    key: str,
 ) -> JSONResponse:
     store = context.idempotency
+    party = pending.identity.party
     claim = await asyncio.to_thread(store.claim, party, key, request_digest(adapter, raw))
+    if claim.state is not ClaimState.NEW:
+        # Answered from the store: the pipeline does not run, nor remember the id.
+        await pending.settle(request)
     if claim.state is ClaimState.REPLAY:
         return _answer(request, claim.status_code or 500, claim.body or "{}", replayed=True)
     if claim.state is ClaimState.MISMATCH:
@@ -174,7 +227,7 @@ async def _idempotent(
             "the first request with this Idempotency-Key is still being processed",
         )
     try:
-        status, body = await _ingest(context, adapter, raw, party)
+        status, body = await _ingest(request, context, adapter, raw, pending)
     except BaseException:
         await asyncio.to_thread(store.release, party, key)
         raise
