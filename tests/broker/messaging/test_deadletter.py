@@ -45,6 +45,17 @@ def disclosure(message_id: str, event_type: str = "missing.reported") -> Outgoin
     )
 
 
+async def consume_until(settings: AmqpSettings, handler, done) -> None:
+    """Run a consumer of QUEUE with ``handler`` until ``done()`` holds, then stop it."""
+    consumer = Consumer(settings, QUEUE, handler, backoff=Backoff(initial=0.05))
+    task = asyncio.create_task(consumer.run())
+    try:
+        await eventually(done)
+    finally:
+        await consumer.stop()
+        await task
+
+
 async def dead_letter_some(settings: AmqpSettings, admin) -> None:
     """Two rejected with reasons and one poison past the delivery limit; one acked."""
 
@@ -65,17 +76,11 @@ async def dead_letter_some(settings: AmqpSettings, admin) -> None:
             ]
         )
     assert all(r.confirmed for r in results)
-    consumer = Consumer(settings, QUEUE, handler, backoff=Backoff(initial=0.05))
-    task = asyncio.create_task(consumer.run())
-    try:
 
-        async def three_dead():
-            return await queue_depth(admin, f"{QUEUE}.dlq") == 3
+    async def three_dead():
+        return await queue_depth(admin, f"{QUEUE}.dlq") == 3
 
-        await eventually(three_dead)
-    finally:
-        await consumer.stop()
-        await task
+    await consume_until(settings, handler, three_dead)
 
 
 async def test_list_shows_ids_reasons_and_counts_and_leaves_the_messages(amqp, declared, admin):
@@ -145,17 +150,10 @@ async def test_a_redriven_message_that_dies_again_is_counted_and_not_looped(amqp
     async def reject_all(message: ReceivedMessage) -> None:
         raise RejectMessage("still wrong")
 
-    consumer = Consumer(amqp, QUEUE, reject_all, backoff=Backoff(initial=0.05))
-    task = asyncio.create_task(consumer.run())
-
     async def all_dead_again():
         return await queue_depth(admin, f"{QUEUE}.dlq") == 3
 
-    try:
-        await eventually(all_dead_again)
-    finally:
-        await consumer.stop()
-        await task
+    await consume_until(amqp, reject_all, all_dead_again)
     report = await list_dead_letters(amqp, QUEUE)
     by_id = {letter.message_id: letter for letter in report.letters}
     assert all(letter.redrives == 1 for letter in report.letters)
@@ -196,17 +194,10 @@ async def test_a_message_dead_lettered_by_count_again_and_again_is_left_after_th
     async def always_later(message: ReceivedMessage) -> None:
         raise RetryLater("store down")
 
-    consumer = Consumer(amqp, QUEUE, always_later, backoff=Backoff(initial=0.05))
-    task = asyncio.create_task(consumer.run())
-
     async def poison_dead_again():
         return await queue_depth(admin, f"{QUEUE}.dlq") == 3
 
-    try:
-        await eventually(poison_dead_again)
-    finally:
-        await consumer.stop()
-        await task
+    await consume_until(amqp, always_later, poison_dead_again)
     [second] = await redrive_returned(amqp, [QUEUE], max_redrives=1)
     assert (second.moved, second.remaining) == (0, 3)
     by_id = {letter.message_id: letter for letter in (await list_dead_letters(amqp, QUEUE)).letters}
