@@ -52,6 +52,12 @@ class MemoryReplayStore:
     def __len__(self) -> int:
         return len(self._expiry)
 
+    def __contains__(self, jti: object) -> bool:
+        """Whether ``jti`` is remembered and has not yet expired."""
+        with self._lock:
+            known = self._expiry.get(jti) if isinstance(jti, str) else None
+        return known is not None and known > time.time()
+
     def check_and_remember(self, jti: str, expires_at: datetime) -> None:
         """See :meth:`ReplayStore.check_and_remember`."""
         deadline = expires_at.timestamp()

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from aio_pika.abc import AbstractConnection
-from sqlalchemy import select
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlmodel import col
 
 from broker.api.auth import (
     AccountStore,
@@ -30,15 +30,22 @@ from broker.api.ratelimit import RateLimiter
 from broker.audit import AuditKind
 from broker.batching import Batcher
 from broker.db import DbReplayStore, session_scope
-from broker.exceptions import BrokerError, TransportError
+from broker.exceptions import BrokerError, ReplayDetected
 from broker.logging import get_logger
 from broker.messaging import AMQP_ERRORS, connect
-from broker.models import ReplaySeen
 from broker.pipeline import Ingestor, IngestResult, PreparedMessage
+from broker.replay import MemoryReplayStore
 from broker.service import Service
 from broker.settings import ApiSettings
 
-__all__ = ["AMQP_PROBE_SECONDS", "INGEST_BATCH_MAX", "PROBE_ERRORS", "ApiContext", "Refusal"]
+__all__ = [
+    "AMQP_PROBE_SECONDS",
+    "INGEST_BATCH_MAX",
+    "INGEST_PREPARE_THREADS",
+    "PROBE_ERRORS",
+    "ApiContext",
+    "Refusal",
+]
 
 _log = get_logger("api")
 
@@ -48,6 +55,10 @@ AMQP_PROBE_SECONDS = 3.0
 PROBE_ERRORS: tuple[type[BaseException], ...] = (*AMQP_ERRORS, BrokerError)
 #: The most HTTP ingest requests stored in one transaction.
 INGEST_BATCH_MAX = 64
+#: Threads that prepare HTTP ingest messages (parse, decide, seal). The work holds the
+#: GIL nearly throughout, so more threads add no throughput, only more threads for the
+#: event loop and the batch's commit to wait behind whenever they give the GIL up.
+INGEST_PREPARE_THREADS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +95,16 @@ class ApiContext:
     #: Called (on the event loop) after an ingest commit that wrote outbox rows, e.g. to
     #: wake the outbox relay running in the same process.
     on_stored: Callable[[], None] | None = None
+    #: The client assertion ids this process saw remembered, until they expire: a reuse
+    #: is refused before any work. Memory grows with the assertions accepted within one
+    #: assertion lifetime (a few hundred bytes each).
+    recent_assertions: MemoryReplayStore = field(default_factory=MemoryReplayStore)
+    _prepare_threads: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(
+            INGEST_PREPARE_THREADS, thread_name_prefix="http ingest prepare"
+        ),
+        repr=False,
+    )
     #: The AsyncAPI document, built on first request.
     asyncapi: dict[str, Any] | None = None
     _amqp: AbstractConnection | None = field(default=None, repr=False)
@@ -157,32 +178,41 @@ class ApiContext:
         """Whether this process serves TLS itself (HSTS and Secure cookies follow)."""
         return self.settings.tls_certfile is not None
 
-    def check_assertion(self, token: str, audience: str) -> CheckedAssertion:
-        """Check a client assertion completely without remembering its id (blocking).
+    async def prepare(
+        self, adapter: str, raw: bytes, party: str, replay_token: tuple[str, datetime]
+    ) -> PreparedMessage:
+        """``Ingestor.prepare`` in one of the API's prepare threads.
 
-        An id already remembered is refused here, before the request does any work; the
-        check that counts is remembering the id, which the caller must still do once.
+        Raises:
+            Exception: as ``Ingestor.prepare``; nothing is stored.
+        """
+        work = functools.partial(
+            self.ingestor.prepare, adapter, raw, party, replay_token=replay_token
+        )
+        # As asyncio.to_thread: the request's context (its log fields) goes along.
+        run = functools.partial(contextvars.copy_context().run, work)
+        return await asyncio.get_running_loop().run_in_executor(self._prepare_threads, run)
+
+    def check_assertion(self, token: str, audience: str) -> CheckedAssertion:
+        """Check a client assertion completely without remembering its id; no I/O.
+
+        An id this process has already seen remembered is refused here, before the
+        request does any work. The check that counts is remembering the id in the
+        database, which the caller must still do once: it also catches an id that
+        another process remembered.
 
         Raises:
             CredentialRefused: whatever is wrong with the token, ``replay`` included.
-            TransportError: the database is unavailable.
         """
         checked = self.assertions.check(token, audience)
-        if self._remembered(checked.replay_id):
+        if checked.replay_id in self.recent_assertions:
             raise checked.replay_refusal()
         return checked
 
-    def _remembered(self, replay_id: str) -> bool:
-        """Whether ``replay_id`` is in the replay store and still live (a read, no commit)."""
-        statement = select(col(ReplaySeen.jti)).where(
-            col(ReplaySeen.jti) == replay_id, col(ReplaySeen.expires_at) >= datetime.now(UTC)
-        )
-        try:
-            # A connection, not a session: nothing to commit, so no commit is sent.
-            with self.service.engine.connect() as connection:
-                return connection.execute(statement).first() is not None
-        except (OperationalError, InterfaceError) as exc:
-            raise TransportError(f"replay store unavailable ({type(exc.orig).__name__})") from exc
+    def note_remembered(self, checked: CheckedAssertion) -> None:
+        """The database now holds ``checked``'s id (remembered, or found there before)."""
+        with contextlib.suppress(ReplayDetected):
+            self.recent_assertions.check_and_remember(checked.replay_id, checked.remember_until)
 
     def audit_refusal(self, refusal: Refusal) -> None:
         """Record a refused request in the audit chain (blocking; call in a thread)."""
@@ -215,8 +245,9 @@ class ApiContext:
             return self._amqp
 
     async def aclose(self) -> None:
-        """Close the probe connection; let the ingest batcher's thread end."""
+        """Close the probe connection; let the ingest threads end."""
         self.ingest_batcher.close()
+        self._prepare_threads.shutdown(wait=False)
         if self._amqp is not None and not self._amqp.is_closed:
             try:
                 await self._amqp.close()

@@ -224,20 +224,36 @@ async def test_a_reused_assertion_is_refused_audited_and_stores_nothing(
     assert _stored(service) == {**before, "AuditEntry": before["AuditEntry"] + 1}
 
 
-async def test_a_reuse_the_early_look_misses_is_refused_by_the_store(
+async def test_a_reuse_this_process_saw_is_refused_before_any_work(
     http: httpx.AsyncClient,
     context: ApiContext,
-    service: Service,
     assertion: AssertionMaker,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The read before the work only saves effort; remembering in the transaction decides."""
-    monkeypatch.setattr(context, "_remembered", lambda _replay_id: False)
+    token = assertion()
+    assert (await http.post(POLICE, content=_police(1), headers=_auth(token))).status_code == 202
+    prepared: list[object] = []
+    monkeypatch.setattr(context.ingestor, "prepare", lambda *a, **k: prepared.append(a))
+
+    again = await http.post(POLICE, content=_police(2), headers=_auth(token))
+
+    assert again.status_code == 401
+    assert prepared == []  # not parsed, decided or sealed
+
+
+async def test_a_reuse_through_another_api_process_is_refused_by_the_store(
+    http: httpx.AsyncClient, service: Service, assertion: AssertionMaker
+) -> None:
+    """Each process refuses the ids it saw early; remembering in the transaction decides."""
     token = assertion()
     assert (await http.post(POLICE, content=_police(1), headers=_auth(token))).status_code == 202
     before = _stored(service)
+    other = create_app(service)  # a second API process over the same database
 
-    again = await http.post(POLICE, content=_police(2), headers=_auth(token))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=other), base_url=BASE_URL
+    ) as elsewhere:
+        again = await elsewhere.post(POLICE, content=_police(2), headers=_auth(token))
 
     assert again.status_code == 401
     assert _rejections(service)[-1].reason == "auth.replay"

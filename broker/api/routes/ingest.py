@@ -170,12 +170,8 @@ async def _ingest(
         CredentialRefused: ``replay`` (audited): the assertion's id was remembered before;
             nothing was stored.
     """
-    prepared = await asyncio.to_thread(
-        context.ingestor.prepare,
-        adapter,
-        raw,
-        pending.identity.party,
-        replay_token=pending.checked.replay_token,
+    prepared = await context.prepare(
+        adapter, raw, pending.identity.party, pending.checked.replay_token
     )
     result: IngestResult = await context.ingest_batcher.submit(prepared)
     if result.replayed:
