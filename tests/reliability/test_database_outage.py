@@ -136,8 +136,6 @@ async def _outage(
     assert during[503] > 0, "no request met the outage"
 
 
-# Flaky in the default run on a loaded machine (2026-11-23); kept under soak until fixed.
-@pytest.mark.soak
 async def test_database_stopped_and_started(outage_service: Service, pg: PostgresNode) -> None:
     await _outage(outage_service, pg, messages=120, down=4.0, outages=2)
 
