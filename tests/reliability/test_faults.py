@@ -204,7 +204,7 @@ async def test_relay_killed_repeatedly_soak(on_shared: Service, tmp_path: Path) 
 async def _disk_alarm(service: Service, node: RabbitNode, messages: int, hold: float) -> None:
     workload = Workload.of(service, mixed(messages))
     settings = service.settings.amqp
-    async with Runtime(service, ["intake"]):
+    async with Runtime(service, ["intake", "redrive"]):
         await publish_until_confirmed(settings, workload.items)
         node.disk_alarm(True)
         try:

@@ -96,7 +96,7 @@ def machine(
             self.published: list[tuple[str, bytes, str]] = []
             self.replays = 0
             self.steps: Counter[str] = Counter()
-            self.runtime = Runtime(self.service, ["ingest", "relay"])
+            self.runtime = Runtime(self.service, ["ingest", "relay", "redrive"])
             self.intake = Part(self.service, "intake", workdir / f"intake-{self.vhost}.log")
             self.loop.run(self.runtime.start())
             self.loop.run(self.intake.start())
