@@ -24,7 +24,7 @@ from broker.exceptions import ConfigurationError, TransportError
 from broker.ingest import IngestWorker
 from broker.intake.consumer import IntakeConsumer
 from broker.logging import get_logger
-from broker.messaging import Consumer, Publisher, redrive_returned
+from broker.messaging import Backoff, Consumer, Publisher, redrive_returned
 from broker.outbox import OutboxRelay
 from broker.service import Service
 from broker.topology import ensure_topology
@@ -33,6 +33,9 @@ __all__ = ["ALL_PARTS", "Runtime", "audit_public_keys"]
 
 #: The parts of the service, in start order.
 ALL_PARTS = ("ingest", "relay", "intake", "xborder", "checkpoints", "redrive", "api")
+
+#: Seconds a starting part keeps trying to declare the topology before it gives up.
+START_PATIENCE = 120.0
 
 _log = get_logger("runtime")
 
@@ -100,7 +103,7 @@ class Runtime:
 
     async def start(self) -> None:
         """Declare the topology, then start each part and wait until its consumers listen."""
-        await ensure_topology(self.service.settings.amqp, self.service.topology)
+        await self._declare_topology()
         if "ingest" in self.parts:
             for adapter in ADAPTER_NAMES:
                 worker = IngestWorker(self.service, adapter, on_stored=self._wake_relay)
@@ -129,6 +132,31 @@ class Runtime:
             await self._start_api()
         _freeze_startup_heap()
         _log.info("service_started", parts=",".join(self.parts))
+
+    async def _declare_topology(self) -> None:
+        """Declare the topology, retrying while RabbitMQ is unreachable or drops the link.
+
+        A part started while the broker restarts, or whose connection is closed under it,
+        keeps trying (with back-off, for ``START_PATIENCE`` seconds) rather than exiting;
+        a declaration RabbitMQ refuses (a conflicting queue) fails at once.
+        """
+        settings = self.service.settings.amqp
+        backoff = Backoff(initial=0.2, maximum=5.0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_PATIENCE
+        attempt = 0
+        while True:
+            try:
+                await ensure_topology(settings, self.service.topology)
+            except TransportError as exc:
+                if loop.time() >= deadline:
+                    raise
+                wait = backoff.delay(attempt)
+                attempt += 1
+                _log.warning("topology_declare_retry", attempt=attempt, wait=wait, error=exc.code)
+                await asyncio.sleep(wait)
+            else:
+                return
 
     async def stop(self) -> None:
         """Stop every part; deliveries in progress finish or return to their queues."""
