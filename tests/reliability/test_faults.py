@@ -31,6 +31,7 @@ from tests.reliability import rabbitnode
 from tests.reliability.conftest import make_settings
 from tests.reliability.faults import (
     CORE_PARTS,
+    HALF_OPENED,
     Part,
     Workload,
     account,
@@ -337,23 +338,13 @@ async def _flapping(service: Service, proxy: SlowProxy, vhost: str, messages: in
     )
 
 
-# A connection attempt that `connect` gives up on (the proxy cut it before it opened) leaves
-# aio-pika's half-made Connection to the garbage collector; its __del__ schedules close()
-# on the running loop, which in a service closes it, but if collection happens after the
-# test's loop has ended the coroutine is never awaited.
-_HALF_OPENED = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <coroutine object Connection.close"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
-
-
-@_HALF_OPENED
+@HALF_OPENED
 async def test_slow_flapping_link(on_shared: Service, slow_proxy: SlowProxy, vhost: str) -> None:
     await _flapping(on_shared, slow_proxy, vhost, messages=100)
 
 
 @pytest.mark.soak
-@_HALF_OPENED
+@HALF_OPENED
 async def test_slow_flapping_link_soak(
     on_shared: Service, slow_proxy: SlowProxy, vhost: str
 ) -> None:
