@@ -60,10 +60,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CORE_PARTS = ("ingest", "relay", "intake", "checkpoints", "redrive")
 
 # A connection attempt that `connect` gives up on (a link cut, or connections closed by the
-# broker, before it opened) leaves
-# aio-pika's half-made Connection to the garbage collector; its __del__ schedules close()
-# on the running loop, which in a service closes it, but if collection happens after the
-# test's loop has ended the coroutine is never awaited.
+# broker, before it opened) leaves aio-pika's half-made Connection to the garbage
+# collector; its __del__ schedules close() on the running loop, which in a service closes
+# it, but if collection happens after the test's loop has ended the coroutine is never
+# awaited.
 HALF_OPENED = pytest.mark.filterwarnings(
     "ignore:Exception ignored in. <coroutine object Connection.close"
     ":pytest.PytestUnraisableExceptionWarning"
