@@ -16,14 +16,53 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
+from broker.exceptions import TransportError
 from broker.logging import get_logger
 
-__all__ = ["Batcher"]
+__all__ = ["Batcher", "together_else_each"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 _log = get_logger("batching")
+
+
+def together_else_each(
+    items: Sequence[T],
+    together: Callable[[Sequence[T]], Sequence[R]],
+    alone: Callable[[T], R],
+    *,
+    name: str,
+) -> list[R | BaseException]:
+    """The work function of a ``Batcher``: all items in one transaction, else one by one.
+
+    A failure of the batch (a dedup race with another process, a fault in one item) must
+    not hold up the others, so each is then tried alone and succeeds or fails on its own
+    account. A database that is unavailable fails every item at once: trying them one by
+    one would only wait again per item.
+
+    Args:
+        items: the batch.
+        together: stores the whole batch in one transaction; one outcome per item.
+        alone: stores one item in a transaction of its own.
+        name: names the batch in logs.
+
+    Returns:
+        Per item, in order: its outcome, or the exception that stopped it.
+    """
+    try:
+        return list(together(items))
+    except TransportError as exc:
+        return [TransportError(str(exc)) for _ in items]
+    except Exception as exc:  # noqa: BLE001 - isolated below, item by item
+        _log.info("batch_split", batcher=name, size=len(items), error=type(exc).__name__)
+    outcomes: list[R | BaseException] = []
+    for item in items:
+        try:
+            outcomes.append(alone(item))
+        except Exception as exc:  # noqa: BLE001 - this item's own outcome
+            outcomes.append(exc)
+    return outcomes
 
 
 class Batcher(Generic[T, R]):

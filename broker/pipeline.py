@@ -23,9 +23,9 @@ from sqlmodel import Session, col
 from adapters import AdapterContext, AdapterError, Problem, get_adapter
 from broker import envelope
 from broker.audit import AuditKind, AuditLog, AuditRecord
+from broker.batching import together_else_each
 from broker.db import remember_jtis, session_scope, write_gate
 from broker.envelope import EnvelopeLimits
-from broker.exceptions import TransportError
 from broker.logging import get_logger
 from broker.models import InboxEntry, OutboxMessage, OutboxStatus, RawMessage
 from broker.policy import Decision, evaluate
@@ -379,16 +379,7 @@ class Ingestor:
             Per message, in order: its result, or the exception that stopped it (nothing
             of that message was stored then, nor its ``replay_token`` remembered).
         """
-        try:
-            return list(self.store_prepared(items))
-        except TransportError as exc:
-            # The database is unavailable: one by one would only wait again per message.
-            return [TransportError(str(exc)) for _ in items]
-        except Exception as exc:  # noqa: BLE001 - isolated below, message by message
-            _log.info(
-                "ingest_batch_split", batcher=label, size=len(items), error=type(exc).__name__
-            )
-        return [self._store_alone(item) for item in items]
+        return together_else_each(items, self.store_prepared, self._store_alone, name=label)
 
     def _store_alone(self, item: PreparedMessage) -> IngestResult | BaseException:
         try:

@@ -181,16 +181,10 @@ def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str | Non
 
 
 async def _partner(request: Request, token: str | None) -> PartnerIdentity:
-    context = get_context(request)
-    if token is None:
-        raise await refuse(request, CredentialRefused("token_missing", "no bearer token"))
-    audience = context.settings.public_base_url + request.url.path
-    try:
-        identity = await asyncio.to_thread(context.assertions.verify, token, audience)
-    except CredentialRefused as exc:
-        raise await refuse(request, exc) from None
-    request.state.party = identity.party
-    return identity
+    # Checked as for ingest, then the id remembered at once in a transaction of its own.
+    pending = await _partner_pending(request, token)
+    await pending.settle(request)
+    return pending.identity
 
 
 async def _partner_pending(request: Request, token: str | None) -> PendingAssertion:

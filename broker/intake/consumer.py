@@ -12,7 +12,7 @@ from sqlmodel import Session, col
 
 from broker import envelope
 from broker.audit import AuditKind, AuditLog, AuditRecord
-from broker.batching import Batcher
+from broker.batching import Batcher, together_else_each
 from broker.db import remember_jti, remember_jtis, session_scope, write_gate
 from broker.envelope import EnvelopeLimits
 from broker.exceptions import ReplayDetected, SecurityError, TransportError
@@ -98,25 +98,12 @@ class IntakeConsumer:
         self, deliveries: Sequence[tuple[bytes, str | None]]
     ) -> list[str | BaseException]:
         """One transaction for the batch; if it fails, each delivery on its own."""
-        try:
-            return list(self.store_many(deliveries))
-        except TransportError as exc:
-            # The database is unavailable: one by one would only wait again per delivery.
-            return [TransportError(str(exc)) for _ in deliveries]
-        except Exception as exc:  # noqa: BLE001 - isolated below, delivery by delivery
-            _log.info(
-                "intake_batch_split",
-                consumer=self._consumer_name,
-                size=len(deliveries),
-                error=type(exc).__name__,
-            )
-        outcomes: list[str | BaseException] = []
-        for body, message_id in deliveries:
-            try:
-                outcomes.append(self.store(body, message_id))
-            except Exception as exc:  # noqa: BLE001 - this delivery's own outcome
-                outcomes.append(exc)
-        return outcomes
+        return together_else_each(
+            deliveries,
+            self.store_many,
+            lambda delivery: self.store(*delivery),
+            name=self._consumer_name,
+        )
 
     def store_many(
         self, deliveries: Sequence[tuple[bytes, str | None]]
