@@ -18,6 +18,7 @@ from sqlmodel import col
 
 from broker.audit import AuditKind, AuditRecord
 from broker.db import session_scope, write_gate
+from broker.exceptions import TransportError
 from broker.logging import get_logger
 from broker.messaging import OutgoingMessage, Publisher, PublishResult, PublishStatus
 from broker.models import OutboxMessage, OutboxStatus
@@ -105,6 +106,11 @@ class OutboxRelay:
             self._wakeup.clear()
             try:
                 report = await self.run_once()
+            except TransportError as exc:
+                # An outage (database or broker): expected, said once per pass, no trace.
+                _log.warning("relay_pass_deferred", error=exc.code)
+                report = RelayReport(0, 0, 0, 0)
+                await _sleep_or_stop(stop, 1.0)
             except Exception:  # noqa: BLE001 - the relay must outlive any one failure
                 _log.exception("relay_pass_failed")
                 report = RelayReport(0, 0, 0, 0)

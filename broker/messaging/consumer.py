@@ -40,6 +40,7 @@ __all__ = [
     "DEAD_LETTERED_AT_HEADER",
     "DEAD_LETTER_QUEUE_HEADER",
     "DEAD_LETTER_REASON_HEADER",
+    "HOLD_MAX_WAIT",
     "Consumer",
     "ConsumerStats",
     "Handler",
@@ -47,6 +48,9 @@ __all__ = [
 ]
 
 _log = get_logger("messaging.consumer")
+
+#: The longest a held message waits before its next try (seconds), unless a success first.
+HOLD_MAX_WAIT = 5.0
 
 #: Headers the consumer adds to the dead-lettered copy of a rejected message.
 DEAD_LETTER_REASON_HEADER = "x-mash-dead-letter-reason"
@@ -150,6 +154,7 @@ class Consumer:
         name: str | None = None,
         prefetch: int | None = None,
         backoff: Backoff | None = None,
+        hold_backoff: Backoff | None = None,
         stop_timeout: float | None = None,
     ) -> None:
         """Prepare a consumer; nothing connects until ``run``.
@@ -161,6 +166,9 @@ class Consumer:
             name: the connection's name as RabbitMQ shows it; ``consumer <queue>`` if None.
             prefetch: unacked deliveries at once; ``settings.prefetch`` if None.
             backoff: the reconnection schedule.
+            hold_backoff: the schedule of retries of a message held through an outage
+                (at most ``HOLD_MAX_WAIT`` seconds apart if None); any handler's success
+                cuts the wait short.
             stop_timeout: seconds ``stop`` waits for handlers; ``timeout_seconds`` if None.
         """
         self._settings = settings
@@ -169,6 +177,9 @@ class Consumer:
         self._name = name or f"consumer {queue}"
         self._prefetch = prefetch or settings.prefetch
         self._backoff = backoff or Backoff()
+        # Holding a message through an outage: short waits, and any success wakes them all.
+        self._hold_backoff = hold_backoff or Backoff(maximum=HOLD_MAX_WAIT)
+        self._resumed = asyncio.Event()
         self._timeout = settings.timeout_seconds
         self._stop_timeout = settings.timeout_seconds if stop_timeout is None else stop_timeout
         self._stopping = asyncio.Event()
@@ -356,6 +367,7 @@ class Consumer:
                 )
                 await self._settle(message, message.nack(requeue=True))
             else:
+                self._succeeded()
                 await self._settle(message, message.ack())
                 self.stats.acked += 1
             return
@@ -373,7 +385,7 @@ class Consumer:
         channel = getattr(message, "channel", None)
         if self._stopping.is_set() or getattr(channel, "is_closed", False):
             return False
-        wait = self._backoff.delay(held)
+        wait = self._hold_backoff.delay(held)
         self.stats.held += 1
         _log.info(
             "message_held",
@@ -385,8 +397,14 @@ class Consumer:
         )
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
-                await self._stopping.wait()
+                await _either(self._stopping, self._resumed)
         return not self._stopping.is_set()
+
+    def _succeeded(self) -> None:
+        """A handler's effect was stored: what it depends on is back, so every message held
+        through the outage is tried again now rather than after its back-off."""
+        resumed, self._resumed = self._resumed, asyncio.Event()
+        resumed.set()
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
         """Put a copy carrying the reason on the dead-letter exchange, then ack the original.

@@ -43,6 +43,7 @@ from broker.messaging import (
 from broker.models import AuditKind, MashAlert, OutboxMessage, OutboxStatus
 from broker.outbox import outbox_backlog
 from broker.policy import evaluate
+from broker.runtime import Runtime
 from broker.samples import render_all
 from broker.samples.catalogue import adapter_for, sender_for
 from broker.service import Service
@@ -250,8 +251,15 @@ def own_queues(service: Service) -> list[str]:
     return [*ingest, service.topology.recipient_queues[MASH]]
 
 
-async def settled(service: Service, workload: Workload, replays: int = 0) -> bool:
+async def settled(
+    service: Service, workload: Workload, replays: int = 0, runtimes: Sequence[Runtime] = ()
+) -> bool:
     """Everything expected is stored, the outbox is empty and our queues are drained.
+
+    Every event was received (the alerts alone do not say so: a later message about an
+    event already alerted adds none), and no consumer of ``runtimes`` (the parts running
+    in this process) holds a delivery: a message held through an outage is unacknowledged,
+    so it is in no queue's depth.
 
     Drained includes the dead-letter queues: a letter the service's ``redrive`` part will
     still put back on its queue (dead-lettered by RabbitMQ for its delivery count) is work
@@ -259,9 +267,14 @@ async def settled(service: Service, workload: Workload, replays: int = 0) -> boo
     """
     if alerts(service) < len(workload.mash) or outbox_backlog(service) > 0:
         return False
+    if any(consumer.in_flight for runtime in runtimes for consumer in runtime.consumers):
+        return False
+    kinds = audit_kinds(service)
+    if kinds[AuditKind.RECEIVED] < workload.events:
+        return False
     # A queue's depth counts ready messages only: a replay a consumer holds unacknowledged
     # is done when its refusal is audited.
-    if replays and audit_kinds(service)[AuditKind.DEAD_LETTERED] < replays:
+    if replays and kinds[AuditKind.DEAD_LETTERED] < replays:
         return False
     depths = await queue_depths(service.settings.amqp, own_queues(service))
     if any(depths.values()):
@@ -287,7 +300,12 @@ async def redrivable_letters(service: Service) -> int:
 
 
 async def wait_settled(
-    service: Service, workload: Workload, *, within: float, replays: int = 0
+    service: Service,
+    workload: Workload,
+    *,
+    within: float,
+    replays: int = 0,
+    runtimes: Sequence[Runtime] = (),
 ) -> float:
     """Wait until ``settled`` holds twice in a row, 0.25 s apart; the seconds it took.
 
@@ -297,7 +315,7 @@ async def wait_settled(
     started = time.monotonic()
     calm = 0
     while calm < 2:
-        calm = calm + 1 if await settled(service, workload, replays) else 0
+        calm = calm + 1 if await settled(service, workload, replays, runtimes) else 0
         if calm == 2:
             break
         if time.monotonic() - started > within:
@@ -359,7 +377,11 @@ async def account(
     assert set(stored) == workload.mash, (
         f"lost {len(workload.mash - set(stored))}, unexpected {len(set(stored) - workload.mash)}"
     )
-    assert Counter((r[0], r[1]) for r in rows) == workload.disclosures
+    found = Counter((r[0], r[1]) for r in rows)
+    assert found == workload.disclosures, (
+        f"outbox rows: missing {sorted(map(str, workload.disclosures - found))}, "
+        f"unexpected {sorted(map(str, found - workload.disclosures))}"
+    )
     assert {r[2] for r in rows} <= {OutboxStatus.SENT}
     kinds = audit_kinds(service)
     assert kinds[AuditKind.DELIVERED] == len(workload.mash), "each effect audited once"

@@ -117,7 +117,7 @@ async def _restarts(service: Service, node: RabbitNode, messages: int, restarts:
                 await consumer.wait_ready(within=30)
             recoveries.append(round(time.monotonic() - back, 1))
         stats = await partner
-        settle = await wait_settled(service, workload, within=60 + messages / 5)
+        settle = await wait_settled(service, workload, within=60 + messages / 5, runtimes=[runtime])
     figures = await account(service, workload)
     _report(
         "broker restarts",
@@ -305,12 +305,14 @@ async def _flapping(service: Service, proxy: SlowProxy, vhost: str, messages: in
     rng = random.Random(66)
     cuts = stalls = 0
     started = time.monotonic()
-    async with Runtime(proxied, CORE_PARTS):
+    async with Runtime(proxied, CORE_PARTS) as runtime:
         partner = asyncio.create_task(
             publish_until_confirmed(amqp, workload.items, chunk=10, pause=0.02)
         )
         # The test watches the queues directly, not through the link it breaks.
-        settle = asyncio.create_task(wait_settled(service, workload, within=90 + messages / 10))
+        settle = asyncio.create_task(
+            wait_settled(service, workload, within=90 + messages / 10, runtimes=[runtime])
+        )
         while not settle.done():
             await asyncio.wait({settle}, timeout=rng.uniform(0.5, 2.0))
             if settle.done() and partner.done():
