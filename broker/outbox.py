@@ -66,6 +66,9 @@ class OutboxRelay:
         # Its database work runs on a thread of its own, not queued in the shared pool
         # behind the ingest's translating and sealing.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox relay")
+        # Rows published whose outcome could not be recorded (the database went away after
+        # the publish): recorded first on the next pass instead of published again.
+        self._unrecorded: tuple[list[_Row], list[PublishResult]] | None = None
 
     def wake(self) -> None:
         """Start the next pass now: rows were just committed by this process.
@@ -76,8 +79,16 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def run_once(self) -> RelayReport:
-        """Publish one batch of due rows; record each outcome."""
+        """Publish one batch of due rows; record each outcome.
+
+        Raises:
+            TransportError: the database or broker is unavailable; what was published is
+                recorded on the next pass.
+        """
         loop = asyncio.get_running_loop()
+        if self._unrecorded is not None:
+            await loop.run_in_executor(self._thread, self._record, *self._unrecorded)
+            self._unrecorded = None
         rows = await loop.run_in_executor(self._thread, self._due_rows)
         if not rows:
             return RelayReport(0, 0, 0, 0)
@@ -93,7 +104,11 @@ class OutboxRelay:
             for row in rows
         ]
         results = await self._publisher.publish_batch(messages)
-        return await loop.run_in_executor(self._thread, self._record, rows, results)
+        try:
+            return await loop.run_in_executor(self._thread, self._record, rows, results)
+        except TransportError:
+            self._unrecorded = (rows, results)
+            raise
 
     async def run(self, stop: asyncio.Event, *, idle_seconds: float = 0.2) -> None:
         """Relay until ``stop`` is set; when nothing is due, wait for ``wake`` or the poll.

@@ -17,6 +17,7 @@ from adapters import AdapterContext, get_adapter
 from broker import envelope
 from broker.audit import AuditEntryInvalid, verify
 from broker.db import session_scope
+from broker.exceptions import TransportError
 from broker.intake.consumer import IntakeConsumer, StoreOutcome
 from broker.keys import PartyKeys
 from broker.messaging import Consumer, OutgoingMessage, Publisher, ReceivedMessage, RetryLater
@@ -287,6 +288,61 @@ async def test_an_unroutable_disclosure_stays_pending_until_it_can_be_routed(
             report = await relay.run_once()
             assert report.sent == 1
             assert (await queue.get(no_ack=True)).body == b"x.y.z.w.v"
+
+
+async def test_a_publish_recorded_after_an_outage_is_not_published_again(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database went away between the publish and its record: the next pass records
+    the outcome it has instead of publishing the row a second time."""
+    with session_scope(service.sessions) as session:
+        session.add(
+            OutboxMessage(
+                event_id=UUID(int=8),
+                recipient="recorded-later",
+                exchange="disclosures",
+                routing_key="recorded-later.missing.reported",
+                token="a.b.c.d.e",
+                jti="feedbeefcafe0123feedbeefcafe0123",
+            )
+        )
+    async with Runtime(service, ()), Publisher(service.settings.amqp) as publisher:
+        connection = await aio_pika.connect(service.settings.amqp.url.get_secret_value())
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue("recorded-later", exclusive=True)
+            await queue.bind("disclosures", "recorded-later.#")
+            relay = OutboxRelay(service, publisher)
+            record = relay._record
+
+            def outage(*args: Any) -> Any:
+                raise TransportError("database unavailable or timed out (OperationalError)")
+
+            monkeypatch.setattr(relay, "_record", outage)
+            with pytest.raises(TransportError):
+                await relay.run_once()
+            assert (
+                _count(
+                    service,
+                    select(func.count())
+                    .select_from(OutboxMessage)
+                    .where(col(OutboxMessage.status) == OutboxStatus.PENDING),
+                )
+                == 1
+            )
+            monkeypatch.setattr(relay, "_record", record)
+            report = await relay.run_once()  # records the first pass; nothing else is due
+            assert report.taken == 0
+            assert outbox_backlog(service) == 0
+            copies = []
+            while (message := await queue.get(no_ack=True, fail=False, timeout=5)) is not None:
+                copies.append(message.body)
+            assert copies == [b"a.b.c.d.e"]
+    with session_scope(service.sessions) as session:
+        published = session.execute(
+            select(func.count()).where(col(AuditEntry.kind) == AuditKind.PUBLISHED)
+        ).scalar_one()
+    assert published == 1
 
 
 async def test_an_audit_write_failure_means_no_ack_and_no_effect(
