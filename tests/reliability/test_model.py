@@ -149,7 +149,13 @@ def machine(
             try:
                 workload = Workload.of(self.service, self.published)
                 self.loop.run(
-                    wait_settled(self.service, workload, within=120, replays=self.replays)
+                    wait_settled(
+                        self.service,
+                        workload,
+                        within=120,
+                        replays=self.replays,
+                        runtimes=[self.runtime],
+                    )
                 )
                 figures = self.loop.run(account(self.service, workload, replays=self.replays))
                 steps = " ".join(f"{k}={v}" for k, v in sorted(self.steps.items()))
