@@ -11,10 +11,11 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.reliability.rabbitnode import listening_port
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -34,9 +35,8 @@ class PostgresNode:
     def __init__(self) -> None:
         # Not under pytest's tmp_path: its parents are root's and closed to other users.
         self.base = base = Path(tempfile.mkdtemp(prefix="mash-pg-"))
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
+        # Outside the ephemeral range: the port must stay free while the server is down.
+        self.port = listening_port()
         owner = pwd.getpwnam("postgres")
         os.chown(base, owner.pw_uid, owner.pw_gid)
         self._run("initdb", "-D", str(base / "data"), "-A", "trust", "-U", "postgres")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -27,10 +28,24 @@ def available() -> bool:
     return SERVER.exists() and CTL.exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+#: Ports below Linux's default ephemeral range (32768-60999): one the kernel handed out
+#: as free is soon another connection's local port, and a server started on it a moment
+#: later fails with ``eaddrinuse``.
+_PRIVATE_PORTS = range(20_000, 32_000)
+
+
+def listening_port() -> int:
+    """A loopback port free now, outside the range outgoing connections take theirs from."""
+    chooser = random.SystemRandom()
+    for _ in range(100):
+        port = chooser.choice(_PRIVATE_PORTS)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port found")
 
 
 class RabbitNode:
@@ -39,20 +54,16 @@ class RabbitNode:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.name = f"mashrel-{uuid.uuid4().hex[:8]}@localhost"
-        self.port = _free_port()
         self._process: subprocess.Popen[bytes] | None = None
         base.mkdir(parents=True, exist_ok=True)
         (base / "enabled_plugins").write_text("[].\n")
         (base / "env.conf").write_text("")
-        (base / "rabbitmq.conf").write_text(
-            f"listeners.tcp.1 = 127.0.0.1:{self.port}\nloopback_users = none\n"
-        )
         self.env = {
             **os.environ,
             "HOME": str(base),
             "RABBITMQ_CONF_ENV_FILE": str(base / "env.conf"),
             "RABBITMQ_NODENAME": self.name,
-            "RABBITMQ_DIST_PORT": str(_free_port()),
+            "RABBITMQ_DIST_PORT": "0",
             "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
             "RABBITMQ_LOG_BASE": str(base / "log"),
             "RABBITMQ_LOGS": str(base / "log" / "node.log"),
@@ -63,18 +74,47 @@ class RabbitNode:
             "ERL_EPMD_ADDRESS": "127.0.0.1",
             "ERL_FLAGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         }
+        self.port = 0
+        self._choose_ports()
+
+    def _choose_ports(self) -> None:
+        self.port = listening_port()
+        self.env["RABBITMQ_DIST_PORT"] = str(listening_port())
+        (self.base / "rabbitmq.conf").write_text(
+            f"listeners.tcp.1 = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        )
 
     def url(self, vhost: str = "/") -> str:
         quoted = "%2F" if vhost == "/" else vhost
         return f"amqp://guest:guest@127.0.0.1:{self.port}/{quoted}"
 
     def start(self, timeout: float = 90) -> None:
-        """Start the node and wait until it accepts connections."""
-        with (self.base / "server.out").open("ab") as out:
-            self._process = subprocess.Popen(  # noqa: S603 - the packaged server script
-                [str(SERVER)], env=self.env, stdout=out, stderr=out, start_new_session=True
-            )
-        self.ctl("wait", str(self.base / "pid"), "--timeout", str(int(timeout)), timeout=timeout)
+        """Start the node and wait until it accepts connections.
+
+        A port taken between choosing it and listening on it (``eaddrinuse``) is not the
+        node's fault: it starts again on other ports, up to three times.
+        """
+        for attempt in range(3):
+            out_file = self.base / "server.out"
+            seen = out_file.stat().st_size if out_file.exists() else 0
+            with out_file.open("ab") as out:
+                self._process = subprocess.Popen(  # noqa: S603 - the packaged server script
+                    [str(SERVER)], env=self.env, stdout=out, stderr=out, start_new_session=True
+                )
+            try:
+                self.ctl(
+                    "wait", str(self.base / "pid"), "--timeout", str(int(timeout)), timeout=timeout
+                )
+            except RuntimeError:
+                with out_file.open("rb") as log:
+                    log.seek(seen)
+                    taken = b"eaddrinuse" in log.read()
+                if not taken or attempt == 2:
+                    raise
+                self._process.wait(timeout=60)
+                self._choose_ports()
+            else:
+                return
 
     def ctl(self, *args: str, timeout: float = 60) -> str:
         """Run rabbitmqctl against this node and return its output."""

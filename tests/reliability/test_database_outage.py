@@ -8,7 +8,6 @@ every connection) and starts again while partners keep sending over AMQP and HTT
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from tests.reliability.faults import (
     wait_settled,
 )
 from tests.reliability.pgnode import PostgresNode
+from tests.reliability.rabbitnode import listening_port
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
 
@@ -48,9 +48,7 @@ def pg() -> Iterator[PostgresNode]:
 
 @pytest.fixture
 def outage_service(pg: PostgresNode, amqp_url: str, keys_dir: Path) -> Iterator[Service]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = listening_port()
     settings = make_settings(pg.url, amqp_url, keys_dir)
     settings = settings.model_copy(
         update={

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import time
 import uuid
@@ -39,15 +38,9 @@ from tests.reliability.faults import (
     service_env,
     wait_settled,
 )
-from tests.reliability.rabbitnode import RabbitNode, rss_kb
+from tests.reliability.rabbitnode import RabbitNode, listening_port, rss_kb
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -56,7 +49,7 @@ def soak_service(tmp_path: Path, keys_dir: Path) -> Iterator[tuple[Service, Rabb
         pytest.skip("the RabbitMQ server scripts are not installed here")
     node = RabbitNode(tmp_path / "node")
     node.start()
-    port = _free_port()
+    port = listening_port()
     try:
         with fresh_database("postgres", tmp_path) as url:
             settings = make_settings(url, node.url(), keys_dir)
