@@ -184,8 +184,6 @@ def _run(node: RabbitNode, keys_dir: Path, tmp_path: Path, examples: int, steps:
     )
 
 
-# Flaky in the default run on a loaded machine (2026-11-23); kept under soak until fixed.
-@pytest.mark.soak
 @HALF_OPENED
 def test_every_step_once(node: RabbitNode, keys_dir: Path, tmp_path: Path) -> None:
     """The default run: one fixed walk through every step (the soak lets hypothesis choose)."""
