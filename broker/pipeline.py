@@ -27,7 +27,7 @@ from broker.batching import together_else_each
 from broker.db import remember_jtis, session_scope, write_gate
 from broker.envelope import EnvelopeLimits
 from broker.logging import get_logger
-from broker.models import InboxEntry, OutboxMessage, OutboxStatus, RawMessage
+from broker.models import InboxEntry, OutboxMessage, OutboxStatus, RawMessage, SealedRaw
 from broker.policy import Decision, evaluate
 from broker.service import Service
 from broker.topology import DISCLOSURES_EXCHANGE, disclosure_routing_key
@@ -83,7 +83,7 @@ class PreparedMessage:
     channel: str
     source: str
     digest: str
-    raw_row: RawMessage
+    raw_row: SealedRaw
     #: (token id, remember until) of the credential the message came with, remembered in
     #: the transaction that stores the message; if it is already there (a replay), the
     #: message is not stored. None for a channel whose credential is not a one-time token.
@@ -352,7 +352,7 @@ class Ingestor:
                         for i in stored
                     ],
                 )
-                session.execute(insert(RawMessage), [i.raw_row.model_dump() for i in stored])
+                session.execute(insert(RawMessage), [i.raw_row.values() for i in stored])
                 outbox = [row for i in stored for row in i.batch.outbox]
                 if outbox:
                     session.execute(insert(OutboxMessage), outbox)
@@ -565,15 +565,14 @@ class Ingestor:
 
     def _store_raw(
         self, session: Session, adapter_name: str, raw: bytes, source: str, now: datetime
-    ) -> RawMessage:
+    ) -> SealedRaw:
         row = self._raw_row(adapter_name, raw, source, now)
-        session.add(row)
-        session.flush()
+        session.execute(insert(RawMessage), [row.values()])
         return row
 
-    def _raw_row(self, adapter_name: str, raw: bytes, source: str, now: datetime) -> RawMessage:
+    def _raw_row(self, adapter_name: str, raw: bytes, source: str, now: datetime) -> SealedRaw:
         while True:
-            row = RawMessage.seal(
+            row = SealedRaw.seal(
                 raw,
                 adapter=adapter_name,
                 source_party=source,

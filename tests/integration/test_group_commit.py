@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections import Counter
 from typing import Any
@@ -19,7 +20,7 @@ from broker.exceptions import DecryptionFailed, ReplayDetected
 from broker.ingest import IngestWorker
 from broker.intake.consumer import IntakeConsumer, StoreOutcome
 from broker.messaging import Publisher, RejectMessage
-from broker.models import AuditEntry, MashAlert, OutboxMessage, RawMessage
+from broker.models import AuditEntry, MashAlert, OutboxMessage, RawMessage, SealedRaw
 from broker.outbox import OutboxRelay, outbox_backlog
 from broker.pipeline import Ingestor, IngestResult, PreparedMessage
 from broker.runtime import audit_public_keys
@@ -121,14 +122,12 @@ def test_raw_message_ids_never_read_as_nhs_numbers(
     assert not pipeline._reads_as_nhs_number(f"1{nhs}")  # eleven digits: not one number
     unlucky = uuid.UUID(f"00000000-0000-4000-8000-a{nhs}b")
     drawn = iter([unlucky, uuid.UUID(int=7)])
-    real_seal = RawMessage.seal
+    real_seal = SealedRaw.seal
 
-    def seal(*args: Any, **kwargs: Any) -> RawMessage:
-        row = real_seal(*args, **kwargs)
-        row.id = next(drawn)
-        return row
+    def seal(*args: Any, **kwargs: Any) -> SealedRaw:
+        return dataclasses.replace(real_seal(*args, **kwargs), id=next(drawn))
 
-    monkeypatch.setattr(RawMessage, "seal", seal)
+    monkeypatch.setattr(SealedRaw, "seal", seal)
     item = Ingestor(service).prepare("police", _police_samples()[0], SENDER)
     assert item.raw_row.id == uuid.UUID(int=7)
 
