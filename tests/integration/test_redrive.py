@@ -21,8 +21,8 @@ from broker.messaging import (
 from broker.runtime import Runtime
 from broker.service import Service
 from broker.settings import Settings
-from broker.topology import DISCLOSURES_EXCHANGE, disclosure_routing_key, ensure_topology
-from tests.broker.messaging.conftest import eventually, queue_depth
+from broker.topology import ensure_topology
+from tests.broker.messaging.conftest import disclosure, eventually, queue_depth
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -43,14 +43,7 @@ async def test_the_service_redrives_letters_returned_by_crashes_but_not_refusals
     queue = sweeping.topology.recipient_queues["wam-mash"]
 
     def message(message_id: str) -> OutgoingMessage:
-        return OutgoingMessage(
-            exchange=DISCLOSURES_EXCHANGE,
-            routing_key=disclosure_routing_key("wam-mash", "missing.reported"),
-            body=b"sealed",
-            message_id=message_id,
-            event_type="missing.reported",
-            source="urn:mash:party:wam-broker",
-        )
+        return disclosure(message_id, event_type="missing.reported")
 
     async with Publisher(settings) as publisher:
         results = await publisher.publish_batch([message("returned"), message("refused")])

@@ -257,20 +257,25 @@ async def test_a_forged_disclosure_is_dead_lettered_and_audited(service: Service
     assert _count(service, select(func.count()).select_from(MashAlert)) == 0
 
 
-async def test_an_unroutable_disclosure_stays_pending_until_it_can_be_routed(
-    service: Service,
-) -> None:
+def _pending_row(service: Service, recipient: str, *, token: str, jti: str) -> None:
+    """An outbox row for ``recipient``, due now (no agreement needed)."""
     with session_scope(service.sessions) as session:
         session.add(
             OutboxMessage(
                 event_id=UUID(int=7),
-                recipient="nobody-here",
+                recipient=recipient,
                 exchange="disclosures",
-                routing_key="nobody-here.missing.reported",
-                token="x.y.z.w.v",
-                jti="0123456789abcdef0123456789abcdef",
+                routing_key=f"{recipient}.missing.reported",
+                token=token,
+                jti=jti,
             )
         )
+
+
+async def test_an_unroutable_disclosure_stays_pending_until_it_can_be_routed(
+    service: Service,
+) -> None:
+    _pending_row(service, "nobody-here", token="x.y.z.w.v", jti="0123456789abcdef0123456789abcdef")
     async with Runtime(service, ()), Publisher(service.settings.amqp) as publisher:
         relay = OutboxRelay(service, publisher)
         report = await relay.run_once()
@@ -295,17 +300,9 @@ async def test_a_publish_recorded_after_an_outage_is_not_published_again(
 ) -> None:
     """The database went away between the publish and its record: the next pass records
     the outcome it has instead of publishing the row a second time."""
-    with session_scope(service.sessions) as session:
-        session.add(
-            OutboxMessage(
-                event_id=UUID(int=8),
-                recipient="recorded-later",
-                exchange="disclosures",
-                routing_key="recorded-later.missing.reported",
-                token="a.b.c.d.e",
-                jti="feedbeefcafe0123feedbeefcafe0123",
-            )
-        )
+    _pending_row(
+        service, "recorded-later", token="a.b.c.d.e", jti="feedbeefcafe0123feedbeefcafe0123"
+    )
     async with Runtime(service, ()), Publisher(service.settings.amqp) as publisher:
         connection = await aio_pika.connect(service.settings.amqp.url.get_secret_value())
         async with connection:

@@ -17,7 +17,6 @@ from broker.exceptions import TransportError
 from broker.messaging import (
     Backoff,
     Consumer,
-    OutgoingMessage,
     Publisher,
     ReceivedMessage,
     RetryLater,
@@ -25,9 +24,17 @@ from broker.messaging import (
 )
 from broker.models import AuditKind
 from broker.settings import AmqpSettings
-from broker.topology import DISCLOSURES_EXCHANGE, Topology, disclosure_routing_key
+from broker.topology import Topology
 from schemas.common import make_test_nhs_number
-from tests.broker.messaging.conftest import admin, amqp, declared, eventually, queue_depth, topology
+from tests.broker.messaging.conftest import (
+    admin,
+    amqp,
+    declared,
+    disclosure,
+    eventually,
+    queue_depth,
+    topology,
+)
 
 __all__ = ["admin", "amqp", "declared", "topology"]  # fixtures, imported to be found
 
@@ -82,18 +89,7 @@ async def test_an_outage_holds_the_message_instead_of_spending_deliveries(
             raise RetryLater("database_unavailable") from TransportError("database down")
 
     async with Publisher(amqp) as publisher:
-        (result,) = await publisher.publish_batch(
-            [
-                OutgoingMessage(
-                    exchange=DISCLOSURES_EXCHANGE,
-                    routing_key=disclosure_routing_key("wam-mash", "missing.found"),
-                    body=b"sealed",
-                    message_id="held-1",
-                    event_type="missing.found",
-                    source="urn:mash:party:wam-broker",
-                )
-            ]
-        )
+        (result,) = await publisher.publish_batch([disclosure("held-1")])
     assert result.confirmed
     quick = Backoff(initial=0.01, maximum=0.05)
     consumer = Consumer(amqp, "mash.E06000040", handler, backoff=quick, hold_backoff=quick)
@@ -127,16 +123,6 @@ async def test_a_success_wakes_the_messages_held_through_an_outage(
             database_up.set()
         elif not database_up.is_set():
             raise RetryLater("database_unavailable") from TransportError("database down")
-
-    def disclosure(message_id: str) -> OutgoingMessage:
-        return OutgoingMessage(
-            exchange=DISCLOSURES_EXCHANGE,
-            routing_key=disclosure_routing_key("wam-mash", "missing.found"),
-            body=b"sealed",
-            message_id=message_id,
-            event_type="missing.found",
-            source="urn:mash:party:wam-broker",
-        )
 
     # Without the wake-up the held message would next be tried after 60 s.
     slow = Backoff(initial=60.0, maximum=60.0, jitter=0.0)

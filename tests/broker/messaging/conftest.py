@@ -14,8 +14,17 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from pydantic import SecretStr
 
+from broker.messaging import OutgoingMessage
 from broker.settings import AmqpSettings
-from broker.topology import Recipient, RecipientKind, Topology, build_topology, declare_topology
+from broker.topology import (
+    DISCLOSURES_EXCHANGE,
+    Recipient,
+    RecipientKind,
+    Topology,
+    build_topology,
+    declare_topology,
+    disclosure_routing_key,
+)
 from tests.rabbitfixtures import quoted
 
 BOROUGH = "E06000040"
@@ -51,6 +60,24 @@ async def declared(admin: AbstractChannel, topology: Topology) -> Topology:
     """The test topology, declared in the test's virtual host."""
     await declare_topology(admin, topology, call_timeout=5)
     return topology
+
+
+def disclosure(
+    message_id: str,
+    *,
+    event_type: str = "missing.found",
+    recipient: str = "wam-mash",
+    source: str = "wam-broker",
+) -> OutgoingMessage:
+    """A disclosure-shaped message for ``recipient``'s queue (its body is not a real token)."""
+    return OutgoingMessage(
+        exchange=DISCLOSURES_EXCHANGE,
+        routing_key=disclosure_routing_key(recipient, event_type),
+        body=b"sealed",
+        message_id=message_id,
+        event_type=event_type,
+        source=f"urn:mash:party:{source}",
+    )
 
 
 async def queue_depth(channel: AbstractChannel, queue: str) -> int:

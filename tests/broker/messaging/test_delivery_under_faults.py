@@ -17,7 +17,6 @@ import pytest
 from broker.messaging import (
     Backoff,
     Consumer,
-    OutgoingMessage,
     Publisher,
     ReceivedMessage,
     RejectMessage,
@@ -25,8 +24,7 @@ from broker.messaging import (
     list_dead_letters,
 )
 from broker.settings import AmqpSettings
-from broker.topology import DISCLOSURES_EXCHANGE, disclosure_routing_key
-from tests.broker.messaging.conftest import eventually, queue_depth
+from tests.broker.messaging.conftest import disclosure, eventually, queue_depth
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -68,17 +66,7 @@ async def run_scripts(settings: AmqpSettings, admin, plan: dict[str, list[str]],
 
     async with Publisher(settings) as publisher:
         results = await publisher.publish_batch(
-            [
-                OutgoingMessage(
-                    exchange=DISCLOSURES_EXCHANGE,
-                    routing_key=disclosure_routing_key("wam-mash", "missing.found"),
-                    body=b"sealed",
-                    message_id=message_id,
-                    event_type="missing.found",
-                    source="urn:mash:party:tvp-police",
-                )
-                for message_id in plan
-            ]
+            [disclosure(message_id, source="tvp-police") for message_id in plan]
         )
     assert all(r.confirmed for r in results)
 
