@@ -22,9 +22,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from joserfc.jwk import OKPKey
+from sqlalchemy import select
 from sqlmodel import col
 
-from broker.db import DbReplayStore
+from broker.db import DbReplayStore, session_scope
 from broker.envelope import EnvelopeLimits
 from broker.keys import (
     JWKS_FILE,
@@ -34,7 +35,7 @@ from broker.keys import (
     rotate_party_keys,
 )
 from broker.messaging import list_dead_letters, redrive
-from broker.models import AuditKind, OutboxMessage
+from broker.models import AuditKind, MashAlert, OutboxMessage
 from broker.outbox import outbox_backlog
 from broker.runtime import Runtime
 from broker.service import Service
@@ -252,9 +253,6 @@ async def test_rotation_with_disclosures_queued_loses_nothing(
         after.engine.dispose()
 
 
-# Flaky on PostgreSQL in the default run (2026-11-23: the dead-letter queue held a second
-# copy of each letter after the re-drive); kept under soak until that is understood.
-@pytest.mark.soak
 async def test_signer_restarted_before_the_intake_dead_letters_then_redrives(
     db_url: str, amqp_url: str, keys_dir: Path
 ) -> None:
@@ -281,9 +279,16 @@ async def test_signer_restarted_before_the_intake_dead_letters_then_redrives(
         async with Runtime(new, ["intake"]):
             queue = new.topology.recipient_queues[MASH]
             result = await redrive(settings.amqp, queue)
-            assert result.moved == sent
+            assert result.moved >= sent
             await eventually(lambda: alerts(new) == len(expected), what="re-driven alerts")
-        assert (await list_dead_letters(settings.amqp, queue)).total == 0
+        # Dead-lettering is at least once: a refusal whose copy (with its reason) was not
+        # confirmed in time is also rejected to the broker, which dead-letters the original,
+        # and the copy may still land. Such a second letter, moved or left behind, is of a
+        # disclosure delivered once all the same.
+        with session_scope(new.sessions) as session:
+            delivered = set(session.execute(select(col(MashAlert.jti))).scalars())
+        left = await list_dead_letters(settings.amqp, queue)
+        assert {letter.message_id for letter in left.letters} <= delivered
         audit_verifies(new)
         new.engine.dispose()
     finally:
