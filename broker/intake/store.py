@@ -338,10 +338,14 @@ class IntakeStore:
         Without this, every later event about a conflicting child would open yet another
         provisional child and review; with it they gather under the first one.
         """
+        rows = list(rows)
+        # Only the candidates' own reviews: all open reviews would grow with every
+        # doubtful match the intake ever filed, and be read for each new one.
         open_keys = set(
             session.execute(
                 select(col(LinkReview.child_key)).where(
-                    col(LinkReview.status) == ReviewStatus.OPEN.value
+                    col(LinkReview.status) == ReviewStatus.OPEN.value,
+                    col(LinkReview.child_key).in_({r.child_key for r in rows}),
                 )
             ).scalars()
         )

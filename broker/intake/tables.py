@@ -246,7 +246,7 @@ class LinkReview(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True, sa_type=BIG_KEY)
     alert_id: int = Field(sa_type=sa.BigInteger(), index=True)
     #: The child the alert was filed under meanwhile.
-    child_key: str = Field(sa_type=sa.String(32))
+    child_key: str = Field(sa_type=sa.String(32), index=True)
     candidates: list[str] = Field(default_factory=list, sa_type=sa.JSON())
     kind: str = Field(sa_type=sa.String(16))
     agreeing: list[str] = Field(default_factory=list, sa_type=sa.JSON())

@@ -29,7 +29,7 @@ from broker.models import InboxEntry, OutboxMessage, OutboxStatus, ReplaySeen
 from broker.settings import Settings
 from tests.broker.storage import tamper
 
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 OUR_TABLES = {
     "audit_checkpoint",
     "idempotency_key",
