@@ -80,12 +80,14 @@ async def _replays(service: Service) -> None:
     (event_a, disclosure_a), (event_s, disclosure_s), *_ = mash_events(service)
     a_sealed = seal_for(service, event_a, disclosure_a)
     a = a_sealed.token.encode()
-    short = EnvelopeLimits(lifetime=timedelta(seconds=2), clock_skew=timedelta(0))
-    short_sealed = seal_for(service, event_s, disclosure_s, limits=short)
-    s = short_sealed.token.encode()
+    # Long enough to be opened in time on a busy machine, short enough to wait out. Sealed
+    # once the intake listens: starting it may take seconds when the machine is loaded.
+    short = EnvelopeLimits(lifetime=timedelta(seconds=6), clock_skew=timedelta(0))
 
     async with Runtime(service, ["intake"]) as runtime:
         consumer = runtime.consumers[0]
+        short_sealed = seal_for(service, event_s, disclosure_s, limits=short)
+        s = short_sealed.token.encode()
 
         def handled() -> int:
             return consumer.stats.acked + consumer.stats.rejected
