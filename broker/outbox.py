@@ -87,8 +87,14 @@ class OutboxRelay:
         """
         loop = asyncio.get_running_loop()
         if self._unrecorded is not None:
-            await loop.run_in_executor(self._thread, self._record, *self._unrecorded)
-            self._unrecorded = None
+            # Kept only through outages: any other failure leaves the rows pending, to be
+            # published again (at least once) rather than retried here for ever.
+            unrecorded, self._unrecorded = self._unrecorded, None
+            try:
+                await loop.run_in_executor(self._thread, self._record, *unrecorded)
+            except TransportError:
+                self._unrecorded = unrecorded
+                raise
         rows = await loop.run_in_executor(self._thread, self._due_rows)
         if not rows:
             return RelayReport(0, 0, 0, 0)
