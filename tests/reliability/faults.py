@@ -96,7 +96,8 @@ def varied(batch: int) -> list[tuple[str, bytes, str]]:
     return out
 
 
-_NHS = re.compile(rb'"(999\d{7})"')
+# As the samples write them: ten digits, or spaced 3-3-4 as on an NHS card.
+_NHS = re.compile(rb'"(999\d{7}|999 \d{3} \d{4})"')
 _PERSON = re.compile(rb"TVP/P/(\d{5})")
 
 

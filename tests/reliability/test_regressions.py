@@ -6,11 +6,13 @@ import asyncio
 import re
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 from aio_pika.abc import AbstractChannel
 from pydantic import ValidationError
 
+from adapters import AdapterContext, get_adapter
 from broker import envelope
 from broker.audit import AuditRecord
 from broker.exceptions import TransportError
@@ -35,6 +37,7 @@ from tests.broker.messaging.conftest import (
     queue_depth,
     topology,
 )
+from tests.reliability.faults import varied
 
 __all__ = ["admin", "amqp", "declared", "topology"]  # fixtures, imported to be found
 
@@ -141,3 +144,18 @@ async def test_a_success_wakes_the_messages_held_through_an_outage(
     assert calls == {"held-through-outage": 2, "after-outage": 1}
     assert consumer.stats.held == 1
     assert await queue_depth(admin, "mash.E06000040") == 0
+
+
+def test_the_load_generator_gives_each_batch_children_of_its_own() -> None:
+    """One sample wrote its NHS number spaced (``999 001 0072``) and the load generator
+    left it as it was: every batch then had a child with that number under another name,
+    each a conflict the intake filed for review, and linking slowed as they piled up."""
+    owners: dict[str, int] = {}
+    now = datetime.now(UTC)
+    for batch in (1, 2, 3):
+        for adapter, raw, sender in varied(batch):
+            for event in get_adapter(adapter).parse(raw, AdapterContext(sender, now=now)):
+                number = getattr(event.subject, "nhs_number", None)
+                if number is not None:
+                    assert owners.setdefault(number, batch) == batch, number
+    assert len(owners) == 3 * 4
