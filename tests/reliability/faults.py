@@ -88,6 +88,7 @@ def varied(batch: int) -> list[tuple[str, bytes, str]]:
         text = _INTEL.sub(lambda m: b'"INT-%s-%04d"' % (m.group(1), batch), text)
         text = _NHS.sub(lambda m: _nhs_for(batch, m.group(1)), text)
         text = _PERSON.sub(lambda m: b"TVP/P/%04d%s" % (batch, m.group(1)[-2:]), text)
+        text = _PARIS.sub(lambda m: b'"P-%04d%s"' % (batch, m.group(1)[-2:]), text)
         # Another surname and birthday too: the same name and date of birth under another
         # NHS number is a doubtful match the intake files for review, one per batch.
         text = _SURNAME.sub(lambda m: b'"surname": "%s-%s"' % (m.group(1), _letters(batch)), text)
@@ -99,6 +100,7 @@ def varied(batch: int) -> list[tuple[str, bytes, str]]:
 # As the samples write them: ten digits, or spaced 3-3-4 as on an NHS card.
 _NHS = re.compile(rb'"(999\d{7}|999 \d{3} \d{4})"')
 _PERSON = re.compile(rb"TVP/P/(\d{5})")
+_PARIS = re.compile(rb'"P-(\d{6})"')
 
 
 _SURNAME = re.compile(rb'"surname": "([^"]+)"')

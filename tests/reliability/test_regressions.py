@@ -148,14 +148,18 @@ async def test_a_success_wakes_the_messages_held_through_an_outage(
 
 def test_the_load_generator_gives_each_batch_children_of_its_own() -> None:
     """One sample wrote its NHS number spaced (``999 001 0072``) and the load generator
-    left it as it was: every batch then had a child with that number under another name,
-    each a conflict the intake filed for review, and linking slowed as they piled up."""
-    owners: dict[str, int] = {}
+    left it as it was, as it left the children's Paris ids: every batch then had children
+    with those identifiers under other names, each a conflict the intake filed for review,
+    and linking slowed as they piled up."""
+    owners: dict[tuple[str, str], int] = {}
     now = datetime.now(UTC)
     for batch in (1, 2, 3):
         for adapter, raw, sender in varied(batch):
             for event in get_adapter(adapter).parse(raw, AdapterContext(sender, now=now)):
-                number = getattr(event.subject, "nhs_number", None)
-                if number is not None:
-                    assert owners.setdefault(number, batch) == batch, number
-    assert len(owners) == 3 * 4
+                for name in ("nhs_number", "paris_id", "police_person_ref"):
+                    value = getattr(event.subject, name, None)
+                    if value is not None:
+                        assert owners.setdefault((name, value), batch) == batch, name
+    numbers = {value for (name, value) in owners if name == "nhs_number"}
+    assert len(numbers) == 3 * 4
+    assert any(name == "paris_id" for name, _ in owners)
