@@ -24,7 +24,13 @@ from broker.exceptions import ConfigurationError, TransportError
 from broker.ingest import IngestWorker
 from broker.intake.consumer import IntakeConsumer
 from broker.logging import get_logger
-from broker.messaging import Backoff, Consumer, Publisher, redrive_returned
+from broker.messaging import (
+    Backoff,
+    Consumer,
+    Publisher,
+    redrive_returned,
+    retry_while_unavailable,
+)
 from broker.outbox import OutboxRelay
 from broker.service import Service
 from broker.topology import ensure_topology
@@ -140,23 +146,17 @@ class Runtime:
         keeps trying (with back-off, for ``START_PATIENCE`` seconds) rather than exiting;
         a declaration RabbitMQ refuses (a conflicting queue) fails at once.
         """
-        settings = self.service.settings.amqp
-        backoff = Backoff(initial=0.2, maximum=5.0)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_PATIENCE
-        attempt = 0
-        while True:
-            try:
-                await ensure_topology(settings, self.service.topology)
-            except TransportError as exc:
-                if loop.time() >= deadline:
-                    raise
-                wait = backoff.delay(attempt)
-                attempt += 1
-                _log.warning("topology_declare_retry", attempt=attempt, wait=wait, error=exc.code)
-                await asyncio.sleep(wait)
-            else:
-                return
+        settings, topology = self.service.settings.amqp, self.service.topology
+
+        async def attempt(_remaining: float | None) -> None:
+            await ensure_topology(settings, topology)
+
+        await retry_while_unavailable(
+            attempt,
+            event="topology_declare_retry",
+            backoff=Backoff(initial=0.2, maximum=5.0),
+            give_up_after=START_PATIENCE,
+        )
 
     async def stop(self) -> None:
         """Stop every part; deliveries in progress finish or return to their queues."""

@@ -10,7 +10,7 @@ records and back.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -331,14 +331,13 @@ class IntakeStore:
         session.add(row)
 
     def _provisional_for(
-        self, session: Session, me: ChildIdentity, rows: Iterable[IntakeChild]
+        self, session: Session, me: ChildIdentity, rows: Sequence[IntakeChild]
     ) -> str | None:
         """A child filed apart under an open review that this event matches exactly.
 
         Without this, every later event about a conflicting child would open yet another
         provisional child and review; with it they gather under the first one.
         """
-        rows = list(rows)
         # Only the candidates' own reviews: all open reviews would grow with every
         # doubtful match the intake ever filed, and be read for each new one.
         open_keys = set(

@@ -8,6 +8,7 @@ from broker.messaging.connection import (
     connect,
     connect_with_backoff,
     describe_url,
+    retry_while_unavailable,
 )
 from broker.messaging.consumer import (
     DEAD_LETTER_QUEUE_HEADER,
@@ -68,5 +69,6 @@ __all__ = [
     "list_dead_letters",
     "redrive",
     "redrive_returned",
+    "retry_while_unavailable",
     "returned_by_the_broker",
 ]

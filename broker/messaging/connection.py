@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aio_pika
 import aiormq
@@ -16,9 +18,18 @@ from broker.exceptions import TransportError
 from broker.logging import get_logger
 from broker.settings import AmqpSettings
 
-__all__ = ["AMQP_ERRORS", "Backoff", "connect", "connect_with_backoff", "describe_url"]
+__all__ = [
+    "AMQP_ERRORS",
+    "Backoff",
+    "connect",
+    "connect_with_backoff",
+    "describe_url",
+    "retry_while_unavailable",
+]
 
 _log = get_logger("messaging.connection")
+
+_T = TypeVar("_T")
 
 #: What a broker call can fail with when the broker or the network lets it down.
 AMQP_ERRORS: tuple[type[BaseException], ...] = (
@@ -111,25 +122,61 @@ async def connect_with_backoff(
     Raises:
         TransportError: every attempt failed within ``give_up_after`` or before ``stop``.
     """
+
+    async def attempt(remaining: float | None) -> AbstractConnection:
+        limit = settings.timeout_seconds
+        if remaining is not None:
+            limit = max(0.05, min(limit, remaining))
+        return await connect(settings, name=name, within=limit)
+
+    return await retry_while_unavailable(
+        attempt,
+        event="amqp_connect_retry",
+        context={"connection": name},
+        backoff=backoff,
+        give_up_after=give_up_after,
+        stop=stop,
+    )
+
+
+async def retry_while_unavailable(
+    attempt: Callable[[float | None], Awaitable[_T]],
+    *,
+    event: str,
+    context: Mapping[str, str] | None = None,
+    backoff: Backoff | None = None,
+    give_up_after: float | None = None,
+    stop: asyncio.Event | None = None,
+) -> _T:
+    """Run ``attempt`` until it does not fail with ``TransportError`` or time runs out.
+
+    Any other error is raised at once: only an outage is worth waiting out.
+
+    Args:
+        attempt: one try; given the seconds left (None: no deadline).
+        event: the log event of each retry; ``context`` adds its ids.
+        context: ids to log with each retry (never personal data).
+        backoff: the retry schedule; the default when None.
+        give_up_after: seconds after which the last failure is raised; None retries forever.
+        stop: when set, stop retrying and raise the last failure.
+
+    Raises:
+        TransportError: every attempt failed within ``give_up_after`` or before ``stop``.
+    """
     schedule = backoff or Backoff()
     deadline = None if give_up_after is None else time.monotonic() + give_up_after
-    attempt = 0
+    tries = 0
     while True:
         remaining = None if deadline is None else deadline - time.monotonic()
         try:
-            limit = settings.timeout_seconds
-            if remaining is not None:
-                limit = max(0.05, min(limit, remaining))
-            return await connect(settings, name=name, within=limit)
+            return await attempt(remaining)
         except TransportError as exc:
-            wait = schedule.delay(attempt)
-            attempt += 1
+            wait = schedule.delay(tries)
+            tries += 1
             remaining = None if deadline is None else deadline - time.monotonic()
             if (remaining is not None and remaining <= wait) or (stop and stop.is_set()):
                 raise
-            _log.warning(
-                "amqp_connect_retry", connection=name, attempt=attempt, wait=wait, error=str(exc)
-            )
+            _log.warning(event, **(context or {}), attempt=tries, wait=wait, error=str(exc))
             if stop is None:
                 await asyncio.sleep(wait)
             elif await _wait_event(stop, wait):
