@@ -12,6 +12,7 @@ ten minutes; the default run is a short version of the same.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -132,6 +133,8 @@ async def _soak(service: Service, node: RabbitNode, messages: int, seconds: floa
     stop = asyncio.Event()
     drain: asyncio.Task[None] | None = None
     statuses: Counter[int] = Counter()
+    samples: list[tuple[float, int, int]] = []
+    sampler: asyncio.Task[None] | None = None
     try:
         await _ready(service)
         drain = asyncio.create_task(drain_partners(service, seen, stop))
@@ -140,6 +143,9 @@ async def _soak(service: Service, node: RabbitNode, messages: int, seconds: floa
             asyncio.create_task(_amqp_partner(service, amqp_items, rate * 4 / 5)),
             asyncio.create_task(_http_partner(service, http_items, rate / 5, statuses)),
         ]
+        sampler = asyncio.create_task(
+            _sample_rss(process.pid, node, began=began, samples=samples, stop=stop)
+        )
         # Resident memory once warm (a tenth of the way in), then at the end.
         await asyncio.sleep(min(seconds / 10, 60))
         start_rss = (rss_kb(process.pid), node.rss_kb())
@@ -149,6 +155,8 @@ async def _soak(service: Service, node: RabbitNode, messages: int, seconds: floa
         end_rss = (rss_kb(process.pid), node.rss_kb())
     finally:
         stop.set()
+        if sampler is not None:
+            await sampler
         if process.returncode is None:
             process.terminate()
             await asyncio.wait_for(process.wait(), timeout=60)
@@ -163,8 +171,33 @@ async def _soak(service: Service, node: RabbitNode, messages: int, seconds: floa
         f"service_rss_kb start={start_rss[0]} end={end_rss[0]} "
         f"rabbitmq_rss_kb start={start_rss[1]} end={end_rss[1]} http={dict(statuses)} "
         f"| {figures.line()}"
+        f"\n[reliability] soak rss (seconds service_mb rabbitmq_mb): "
+        + " ".join(f"{t:.0f}:{a / 1024:.1f}/{b / 1024:.1f}" for t, a, b in samples)
     )
+    assert len(samples) >= 2
     assert process.returncode == 0, log.read_text()[-3000:]
+
+
+async def _sample_rss(
+    pid: int,
+    node: RabbitNode,
+    *,
+    began: float,
+    samples: list[tuple[float, int, int]],
+    stop: asyncio.Event,
+    every: float = 30.0,
+) -> None:
+    """Record the service's and the node's resident memory every ``every`` seconds, so a
+    run shows whether memory levels off or keeps climbing, not just two points."""
+    while True:
+        try:
+            samples.append((time.monotonic() - began, rss_kb(pid), node.rss_kb()))
+        except (OSError, RuntimeError, ValueError):
+            return  # a process has gone: the run's own checks say why
+        if stop.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
 
 
 async def _ready(service: Service) -> None:

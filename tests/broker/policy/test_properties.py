@@ -249,15 +249,14 @@ SOAK_BATCHES = 20
 SOAK_BATCH_SIZE = 5_000  # 20 x 5,000 = 100,000 cases
 
 
-@pytest.mark.soak
-@pytest.mark.parametrize("batch", range(SOAK_BATCHES))
-def test_random_agreements_share_only_as_written_soak(batch: int) -> None:
-    """100,000 cases in seeded batches: each batch starts afresh (bounded memory) and a
-    failure names its batch, so it can be rerun alone."""
+def run_seeded_batch(batch_seed: int, size: int) -> None:
+    """Run ``size`` random cases of the property from ``batch_seed``: each batch starts
+    afresh (hypothesis's memory of one run stays bounded) and a failure names its seed,
+    so it can be rerun alone."""
 
-    @seed(batch)
+    @seed(batch_seed)
     @settings(
-        max_examples=SOAK_BATCH_SIZE,
+        max_examples=size,
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
@@ -267,6 +266,13 @@ def test_random_agreements_share_only_as_written_soak(batch: int) -> None:
         _property(agreement, event, at)
 
     run()
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("batch", range(SOAK_BATCHES))
+def test_random_agreements_share_only_as_written_soak(batch: int) -> None:
+    """100,000 cases in seeded batches."""
+    run_seeded_batch(batch, SOAK_BATCH_SIZE)
 
 
 @settings(max_examples=200, deadline=None)
