@@ -9,6 +9,7 @@ the relay publishes the outbox rows later (``broker.outbox``).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from adapters import AdapterContext, AdapterError, Problem, get_adapter
+from adapters import AdapterContext, AdapterError, InputTooLarge, Problem, get_adapter
 from broker import envelope
 from broker.audit import AuditKind, AuditLog, AuditRecord
 from broker.batching import together_else_each
@@ -34,7 +35,7 @@ from broker.topology import DISCLOSURES_EXCHANGE, disclosure_routing_key
 from schemas import Event, Provenance
 from schemas.common import is_valid_nhs_number
 
-__all__ = ["IngestResult", "Ingestor", "PreparedMessage", "message_digest"]
+__all__ = ["IngestResult", "Ingestor", "PreparedMessage", "kept_copy", "message_digest"]
 
 _log = get_logger("pipeline")
 
@@ -406,14 +407,16 @@ class Ingestor:
             Exception: as :meth:`ingest` would for this message (nothing is stored).
         """
         digest = message_digest(raw)
-        raw_row = self._raw_row(adapter_name, raw, source, now)
-        item = PreparedMessage(channel=adapter_name, source=source, digest=digest, raw_row=raw_row)
-        detail = f"adapter={adapter_name} raw_id={raw_row.id}"
         try:
             events = get_adapter(adapter_name).parse(
                 raw, AdapterContext(source_agency=source, now=now)
             )
         except AdapterError as exc:
+            raw_row = self._raw_row(adapter_name, kept_copy(raw, digest, exc), source, now)
+            item = PreparedMessage(
+                channel=adapter_name, source=source, digest=digest, raw_row=raw_row
+            )
+            detail = f"adapter={adapter_name} raw_id={raw_row.id}"
             item.error = exc
             item.records.append(
                 AuditLog.record(
@@ -422,6 +425,9 @@ class Ingestor:
             )
             item.result = IngestResult(raw_id=raw_row.id, problems=exc.problems)
             return item
+        raw_row = self._raw_row(adapter_name, raw, source, now)
+        item = PreparedMessage(channel=adapter_name, source=source, digest=digest, raw_row=raw_row)
+        detail = f"adapter={adapter_name} raw_id={raw_row.id}"
         for event in events:
             self._decide(event, source, digest, now, item.batch)
         item.records.extend(
@@ -546,7 +552,8 @@ class Ingestor:
         with session_scope(self._service.sessions) as session:
             if self._seen(session, adapter_name, source, digest):
                 return IngestResult(raw_id=None, problems=error.problems, duplicate=True)
-            raw_row = self._store_raw(session, adapter_name, raw, source, now)
+            kept = kept_copy(raw, digest, error)
+            raw_row = self._store_raw(session, adapter_name, kept, source, now)
             self._service.audit.append(
                 session,
                 kind=AuditKind.REJECTED,
@@ -599,6 +606,18 @@ class Ingestor:
         session.add(InboxEntry(consumer=consumer, message_id=digest))
         session.flush()
         return False
+
+
+def kept_copy(raw: bytes, digest: str, error: AdapterError) -> bytes:
+    """What is kept at rest of a refused message: its bytes, as for any message, except
+    for one refused as over the size limit, which was never parsed and could be up to the
+    transport's own limit (RabbitMQ accepts 128 MB): of that only its size and digest,
+    which prove what arrived without holding up to 128 MB of possibly personal data."""
+    if not isinstance(error, InputTooLarge):
+        return raw
+    return json.dumps(
+        {"omitted": error.code, "bytes": len(raw), "sha256": digest}, sort_keys=True
+    ).encode()
 
 
 _TEN_DIGITS = re.compile(r"(?<!\d)\d{10}(?!\d)")

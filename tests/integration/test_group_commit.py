@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import uuid
 from collections import Counter
 from typing import Any
@@ -212,3 +213,36 @@ async def test_a_woken_relay_publishes_without_waiting_for_its_poll(service: Ser
         finally:
             stop.set()
             await task
+
+
+@pytest.mark.parametrize("path", ["alone", "batch"])
+def test_an_over_size_message_is_kept_as_its_size_and_digest_only(
+    service: Service, path: str
+) -> None:
+    """Refused before parsing, and not stored whole: 8 MB over AMQP would otherwise be
+    encrypted and written in full (RabbitMQ accepts up to 128 MB)."""
+    body = b'{"padding": "' + b"x" * (8 * 1024 * 1024) + b'"}'
+    ingestor = Ingestor(service)
+    if path == "alone":
+        result = ingestor.ingest("police", body, SENDER)
+    else:
+        [outcome] = ingestor.ingest_batch([("police", body, SENDER)])
+        assert isinstance(outcome, IngestResult)
+        result = outcome
+    assert result.rejected
+    assert result.problems
+    assert result.raw_id is not None
+    with session_scope(service.sessions) as session:
+        row = session.get(RawMessage, result.raw_id)
+        assert row is not None
+        assert len(row.ciphertext) < 512
+        kept = json.loads(row.open(service.data_key))
+    assert kept == {
+        "omitted": "too_large",
+        "bytes": len(body),
+        "sha256": pipeline.message_digest(body),
+    }
+    assert _audit_kinds(service)["rejected"] == 1
+    # The same bytes again are still recognised as the same message.
+    again = ingestor.ingest("police", body, SENDER)
+    assert again.duplicate
