@@ -16,8 +16,9 @@ does under load. Each case is measured on a fresh database:
 - ``episodes``: children with whole episodes (reported, updated, found, return home
   interview, a second episode later), so linking finds the child and each episode is
   folded from several alerts, the shape of a real MASH's traffic;
-- each of those with the triage switched off (``IntakeConsumer._triage`` skipped), to
-  show what opening, replay checks, the alert row and the audit cost on their own.
+- each of those with the triage switched off (``IntakeConsumer._triage`` and
+  ``_triage_many`` skipped), to show what opening, replay checks, the alert row and the
+  audit cost on their own.
 
 Reported: CPU (``time.thread_time``, this thread only; the work runs on it) and wall time
 per alert, medians over ``--rounds``. The database server's own CPU (PostgreSQL) is not
@@ -228,6 +229,7 @@ def run_case(
         consumer = IntakeConsumer(service)
         if not triage:
             consumer._triage = lambda *_a, **_k: None  # type: ignore[method-assign]
+            consumer._triage_many = lambda *_a, **_k: None  # type: ignore[method-assign]
         tokens = seal_all(service, events)
         deliveries = [(token, None) for token in tokens]
         cpu0, wall0 = time.thread_time(), time.perf_counter()

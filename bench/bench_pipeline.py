@@ -880,6 +880,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.without_triage:
         IntakeConsumer._triage = lambda *_args, **_kwargs: None  # type: ignore[method-assign]
+        IntakeConsumer._triage_many = lambda *_args, **_kwargs: None  # type: ignore[method-assign]
     ok = asyncio.run(run(args))
     sys.exit(0 if ok else 1)
 

@@ -297,8 +297,8 @@ class IntakeConsumer:
             self._service.audit.append_many(
                 session, [self._delivered_record(alert) for alert, _ in alerts]
             )
-        for alert, claims in alerts:
-            self._triage(session, alert, claims)
+        self._triage_many(session, alerts)
+        for alert, _ in alerts:
             _log.info("alert_stored", alert_id=alert.id, event_type=alert.event_type)
         return outcomes
 
@@ -325,6 +325,29 @@ class IntakeConsumer:
             jti=alert.jti,
             detail=f"alert_id={alert.id} consumer={self._consumer_name}",
         )
+
+    def _triage_many(
+        self, session: Session, alerts: Sequence[tuple[MashAlert, DisclosureClaims]]
+    ) -> None:
+        """Triage a batch's alerts under one savepoint; if any fails, each under its own.
+
+        A savepoint costs two statements and a flush; one for the batch instead of one per
+        alert. When one alert's triage fails, the batch's triage is rolled back and redone
+        alert by alert (:meth:`_triage`), so only the faulty alert is left untriaged.
+        """
+        if len(alerts) > 1:
+            try:
+                with session.begin_nested():
+                    for alert, claims in alerts:
+                        self.intake_store.on_alert(session, alert, claims)
+            except (TransportError, OperationalError):
+                raise
+            except Exception:  # noqa: BLE001 - redone alert by alert below, which logs it
+                _log.warning("batch_triage_failed", alerts=len(alerts))
+            else:
+                return
+        for alert, claims in alerts:
+            self._triage(session, alert, claims)
 
     def _triage(self, session: Session, alert: MashAlert, claims: DisclosureClaims) -> None:
         # The alert is kept whatever happens here: a fault in linking, clocks or scoring

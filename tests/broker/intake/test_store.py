@@ -11,7 +11,7 @@ from sqlmodel import Session, col
 from broker.audit import verify
 from broker.db import session_scope
 from broker.intake.clocks import ClockKind, ClockStatus
-from broker.intake.consumer import IntakeConsumer
+from broker.intake.consumer import IntakeConsumer, StoreOutcome
 from broker.intake.context import IntakeContext
 from broker.intake.store import IntakeStore
 from broker.intake.tables import (
@@ -35,6 +35,7 @@ from broker.intake.views import (
 from broker.models import AlertStatus, AuditEntry, AuditKind, MashAlert
 from broker.runtime import audit_public_keys
 from broker.service import Service
+from schemas import DisclosureClaims
 from schemas.common import make_test_nhs_number
 from schemas.events import (
     AttendanceSetting,
@@ -50,7 +51,7 @@ from schemas.events import (
     UnscheduledCareAttendance,
 )
 from schemas.person import LookedAfter
-from tests.broker.intake.conftest import Deliver, frozen
+from tests.broker.intake.conftest import Deliver, frozen, seal_for_mash
 from tests.broker.intake.factories import SLOUGH, WAM, child, event, utc
 
 #: "Now" for every reading in these tests: a Tuesday in winter (GMT).
@@ -455,3 +456,36 @@ def test_the_queue_puts_the_most_urgent_first_and_filters(
         assert all(c is not None and c.kind == ClockKind.MASH_DECISION.value for c in due)
         assert due[0] is not None
         assert due[0].due_at - due[0].started_at <= timedelta(days=4)
+
+
+def test_a_fault_in_one_alert_of_a_batch_leaves_the_others_triaged(
+    intake_service: Service,
+    consumer: IntakeConsumer,
+    context: IntakeContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch's one savepoint is rolled back and each alert triaged on its own."""
+    events = [reported(f"EP-{n}", utc(2026, 11, 20, 9, n), child(nhs=30 + n)) for n in range(4)]
+    faulty = events[2].metadata.event_id
+    original = IntakeStore.on_alert
+
+    def sometimes_broken(
+        store: IntakeStore, session: Session, alert: MashAlert, claims: DisclosureClaims
+    ) -> IntakeAlert:
+        if alert.event_id == faulty:
+            raise RuntimeError("a bug in the clocks")
+        return original(store, session, alert, claims)
+
+    monkeypatch.setattr(IntakeStore, "on_alert", sometimes_broken)
+    outcomes = consumer.store_many(
+        [(seal_for_mash(intake_service, event), None) for event in events]
+    )
+    assert outcomes == [StoreOutcome.STORED] * 4
+    with session_scope(intake_service.sessions) as session:
+        triaged = {
+            alert.event_id: session.get(IntakeAlert, alert.id) is not None
+            for alert in session.execute(select(MashAlert)).scalars()
+        }
+        episodes = set(session.execute(select(col(IntakeEpisode.episode_id))).scalars())
+    assert triaged == {e.metadata.event_id: e.metadata.event_id != faulty for e in events}
+    assert episodes == {"EP-0", "EP-1", "EP-3"}
