@@ -13,8 +13,9 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
@@ -214,16 +215,16 @@ class IntakeStore:
 
     # ------------------------------------------------------------------ the entry point
 
-    def on_alert(self, session: Session, alert: MashAlert, claims: DisclosureClaims) -> IntakeAlert:
+    def on_alert(self, session: Session, alert: MashAlert, claims: DisclosureClaims) -> None:
         """Link, fold, clock and score a newly stored alert, in the caller's transaction.
+
+        Writes the alert's triage row (``IntakeAlert``), its child, episode, tracker and
+        clock rows.
 
         Args:
             session: the consumer's session; ``alert`` is flushed (has an id).
             alert: the stored alert.
             claims: its opened claims.
-
-        Returns:
-            The alert's triage row.
         """
         assert alert.id is not None  # noqa: S101 - the consumer flushes before calling
         event = parse_event(claims.event)
@@ -247,22 +248,26 @@ class IntakeStore:
         # The alert is new, so is its decision clock: nothing stored to look up.
         put_clock(session, decision, child_key=child_key, alert_id=alert.id, new=True)
         # The triage row is written last, once, with its score (the episode's facts are
-        # read above without it; this alert's own fact is passed in).
-        row = IntakeAlert(
-            alert_id=alert.id,
-            child_key=child_key,
-            episode_id=episode_id,
-            occurred_at=event.metadata.occurred_at if event else None,
-            band=Band.STANDARD.value,
-            link=link.kind.value,
-            linked_by=link.by,
-            episode_fact=fact.to_json() if fact is not None else None,
-        )
-        self._score(session, row, event, episodes=episodes)
+        # read above without it; this alert's own fact is passed in), by one INSERT: an
+        # ORM object would cost more to construct than the statement does to run.
+        row: dict[str, Any] = {
+            "alert_id": alert.id,
+            "child_key": child_key,
+            "episode_id": episode_id,
+            "occurred_at": event.metadata.occurred_at if event else None,
+            "link": link.kind.value,
+            "linked_by": link.by,
+            "episode_fact": fact.to_json() if fact is not None else None,
+            **self._score(session, event, child_key, episodes=episodes),
+        }
+        session.execute(insert(IntakeAlert), [row])
         _log.info(
-            "alert_triaged", alert_id=alert.id, band=row.band, link=row.link, episode=episode_id
+            "alert_triaged",
+            alert_id=alert.id,
+            band=row["band"],
+            link=row["link"],
+            episode=episode_id,
         )
-        return row
 
     # ------------------------------------------------------------------ linking
 
@@ -601,16 +606,23 @@ class IntakeStore:
     def _score(
         self,
         session: Session,
-        row: IntakeAlert,
         event: Event | None,
+        child_key: str | None,
         *,
         episodes: Sequence[EpisodeRecord] | None = None,
-    ) -> None:
+    ) -> dict[str, Any]:
+        """The triage row's band, rank, score and reasons for ``event``."""
         if event is None:
-            row.band, row.band_rank, row.score = Band.STANDARD.value, Band.STANDARD.rank, 0
-            row.reasons = ["partial disclosure: read it to triage"]
-        else:
-            priority = self.priority_of(session, event, row.child_key, episodes=episodes)
-            row.band, row.band_rank = priority.band.value, priority.band.rank
-            row.score, row.reasons = priority.score, list(priority.reasons)
-        session.add(row)
+            return {
+                "band": Band.STANDARD.value,
+                "band_rank": Band.STANDARD.rank,
+                "score": 0,
+                "reasons": ["partial disclosure: read it to triage"],
+            }
+        priority = self.priority_of(session, event, child_key, episodes=episodes)
+        return {
+            "band": priority.band.value,
+            "band_rank": priority.band.rank,
+            "score": priority.score,
+            "reasons": list(priority.reasons),
+        }
