@@ -17,7 +17,7 @@ from broker.db import remember_jti, remember_jtis, session_scope, write_gate
 from broker.envelope import EnvelopeLimits
 from broker.exceptions import ReplayDetected, SecurityError, TransportError
 from broker.intake.context import IntakeContext
-from broker.intake.store import IntakeStore
+from broker.intake.store import IntakeStore, triage_batch
 from broker.keys import PartyKeys
 from broker.logging import get_logger
 from broker.messaging import Consumer, ReceivedMessage, RejectMessage, RetryLater
@@ -337,7 +337,7 @@ class IntakeConsumer:
         """
         if len(alerts) > 1:
             try:
-                with session.begin_nested():
+                with session.begin_nested(), triage_batch(session):
                     for alert, claims in alerts:
                         self.intake_store.on_alert(session, alert, claims)
             except (TransportError, OperationalError):
@@ -354,7 +354,7 @@ class IntakeConsumer:
         # rolls back to this savepoint and the alert shows in the queue as not triaged,
         # rather than the delivery going round until it is dead-lettered.
         try:
-            with session.begin_nested():
+            with session.begin_nested(), triage_batch(session):
                 self.intake_store.on_alert(session, alert, claims)
         except (TransportError, OperationalError):
             raise

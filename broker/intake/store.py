@@ -10,7 +10,8 @@ records and back.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -87,6 +88,7 @@ __all__ = [
     "put_clock",
     "resolve_child",
     "tracker_record",
+    "triage_batch",
 ]
 
 _log = get_logger("intake.store")
@@ -179,7 +181,10 @@ def put_clock(
 
     ``new`` says the clock cannot be stored yet (its subject is new), so it is not looked up.
     """
-    row = None if new else session.get(IntakeClock, clock.clock_id)
+    made: dict[str, IntakeClock] | None = session.info.get(_NEW_CLOCKS)
+    row = made.get(clock.clock_id) if made is not None else None
+    if row is None and not new:
+        row = session.get(IntakeClock, clock.clock_id)
     now = utc_now()
     if row is None:
         row = IntakeClock(
@@ -189,6 +194,8 @@ def put_clock(
             started_at=clock.started_at,
             due_at=clock.due_at,
         )
+        if made is not None:
+            made[clock.clock_id] = row
     row.child_key = child_key
     row.alert_id = alert_id if alert_id is not None else row.alert_id
     row.episode_id = episode_id if episode_id is not None else row.episode_id
@@ -199,6 +206,25 @@ def put_clock(
     row.updated_at = now
     session.add(row)
     return row
+
+
+#: ``session.info`` key: the clocks a triage made in this session, by id, found there
+#: before they are flushed (a look-up by primary key does not see pending rows).
+_NEW_CLOCKS = "intake.new_clocks"
+
+
+@contextmanager
+def triage_batch(session: Session) -> Iterator[None]:
+    """Triage alerts in ``session`` with fewer flushes: within it, ``on_alert`` flushes
+    only where a later query must see what an earlier alert wrote (children, episodes,
+    tracker spells, reviews), and the rest (clocks above all) is written together when
+    the transaction or savepoint ends. Use one per attempt at a batch."""
+    session.info[_NEW_CLOCKS] = {}
+    try:
+        with session.no_autoflush:
+            yield
+    finally:
+        session.info.pop(_NEW_CLOCKS, None)
 
 
 def _identity_of_row(row: IntakeChild) -> ChildIdentity:
@@ -312,6 +338,8 @@ class IntakeStore:
             )
         if not conditions:
             return []
+        if any(isinstance(pending, IntakeChild) for pending in session.new):
+            session.flush()  # a child an earlier alert of the batch made must be found
         statement = select(IntakeChild).where(
             col(IntakeChild.merged_into).is_(None), or_(*conditions)
         )
@@ -319,21 +347,25 @@ class IntakeStore:
 
     def _new_child(self, session: Session, me: ChildIdentity) -> str:
         key = new_child_key()
+        # Written with the next flush: ``_candidates`` flushes it before it looks.
         session.add(
             IntakeChild(child_key=key, **{name: getattr(me, name) for name in _IDENTITY_FIELDS})
         )
-        session.flush()
         return key
 
     def _fill_identifiers(self, session: Session, key: str, me: ChildIdentity) -> None:
         row = session.get(IntakeChild, key)
         if row is None:
             return
+        filled = False
         for name in _IDENTITY_FIELDS:
             # Only gaps are filled: a differing value would have been a conflict.
             if getattr(row, name) is None and getattr(me, name) is not None:
                 setattr(row, name, getattr(me, name))
-        session.add(row)
+                filled = True
+        if filled:
+            session.add(row)
+            session.flush()  # the next alert's candidate query must match on them
 
     def _provisional_for(
         self, session: Session, me: ChildIdentity, rows: Sequence[IntakeChild]
@@ -344,7 +376,9 @@ class IntakeStore:
         provisional child and review; with it they gather under the first one.
         """
         # Only the candidates' own reviews: all open reviews would grow with every
-        # doubtful match the intake ever filed, and be read for each new one.
+        # doubtful match the intake ever filed, and be read for each new one. A review an
+        # earlier alert of the batch opened must be found too.
+        session.flush()
         open_keys = set(
             session.execute(
                 select(col(LinkReview.child_key)).where(

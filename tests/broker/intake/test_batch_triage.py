@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
@@ -79,12 +80,35 @@ def _scenario() -> list[Event]:
     cara_reported = cara_reported.model_copy(
         update={"body": cara_reported.body.model_copy(update={"missing_from": SLOUGH})}
     )
-    events: list[Event] = []
+    # Known first from case statuses alone: the second must find the child the first made.
+    eli = child(given="Eli", family="Marchbank", born=date(2014, 6, 7), nhs=46)
+    eli_filled = child(
+        given="Eli", family="Marchbank", born=date(2014, 6, 7), nhs=46, paris="P-2002"
+    )
+    events: list[Event] = [
+        event(CaseStatus(as_of=T0, child_in_need=True), subject=eli, at=T0),
+        event(CaseStatus(as_of=T0, child_in_need=True), subject=eli, at=T0),
+        # The Paris id filled in, then an alert that only the Paris id links.
+        event(CaseStatus(as_of=T0, child_protection_plan=True), subject=eli_filled, at=T0),
+        event(
+            CaseStatus(as_of=T0, child_protection_plan=True),
+            subject=child(given=None, family=None, born=None, nhs=None, paris="P-2002"),
+            at=T0,
+        ),
+    ]
     for n in range(3):  # three episodes within the window: a repeat-missing pattern
         start = T0 + timedelta(days=7 * n)
         events.append(
             _reported(f"EP-A{n}", start, ava, RiskGrade.HIGH if n == 2 else RiskGrade.LOW)
         )
+        if n == 2:
+            # The third episode raised the repeat-missing clock; alerts that fold no
+            # episode (so nothing is flushed between) must find it, not make it twice.
+            at = start + timedelta(hours=1)
+            events.append(event(CaseStatus(as_of=at, child_in_need=True), subject=ava, at=at))
+            events.append(
+                event(CaseStatus(as_of=at, child_protection_plan=True), subject=ava, at=at)
+            )
         events.append(
             event(
                 MissingUpdated(episode_id=f"EP-A{n}", risk_grade=RiskGrade.MEDIUM),
@@ -215,6 +239,10 @@ def _read(session: Session) -> dict[str, Any]:
     }
 
 
+def _no_fallback(*_args: object) -> None:
+    raise AssertionError("the batch's triage failed and fell back to one alert at a time")
+
+
 def test_a_batch_is_triaged_as_its_alerts_one_by_one(
     db_backend: str, tmp_path: Path, intake_keys: Path
 ) -> None:
@@ -227,7 +255,11 @@ def test_a_batch_is_triaged_as_its_alerts_one_by_one(
                 consumer = IntakeConsumer(service)
                 tokens = [(seal_for_mash(service, e), None) for e in events]
                 if batched:
-                    outcomes = consumer.store_many(tokens)
+                    with pytest.MonkeyPatch.context() as patch:
+                        # The batch must succeed as a batch, not by falling back to
+                        # triaging its alerts one by one.
+                        patch.setattr(consumer, "_triage", _no_fallback)
+                        outcomes = consumer.store_many(tokens)
                 else:
                     outcomes = [consumer.store(token, None) for token, _ in tokens]
                 assert outcomes == [StoreOutcome.STORED] * len(events)
@@ -246,5 +278,9 @@ def test_a_batch_is_triaged_as_its_alerts_one_by_one(
     assert one_by_one["trackers"]
     assert one_by_one["notifications"]
     assert any(link == "linked" for *_, link, _by in one_by_one["alerts"])
+    eli = [
+        a for a in one_by_one["alerts"] if a[0] in {str(e.metadata.event_id) for e in events[:4]}
+    ]
+    assert len({child_key for _, child_key, *_ in eli}) == 1  # one child, linked each time
     for part in one_by_one:
         assert batch[part] == one_by_one[part], part
