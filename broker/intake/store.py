@@ -9,6 +9,7 @@ records and back.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import Select, and_, bindparam, insert, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
@@ -208,6 +209,35 @@ def put_clock(
     return row
 
 
+# The triage's queries, built once: building a statement costs more than running it.
+_EPISODE_FACTS = select(col(IntakeAlert.alert_id), col(IntakeAlert.episode_fact)).where(
+    col(IntakeAlert.episode_id) == bindparam("episode_id")
+)
+_NOTIFICATIONS = select(IntakeNotification).where(
+    col(IntakeNotification.episode_id) == bindparam("episode_id")
+)
+_CHILD_EPISODES = select(IntakeEpisode).where(
+    col(IntakeEpisode.child_key) == bindparam("child_key")
+)
+_CHILD_TRACKERS = select(IntakeTracker).where(
+    col(IntakeTracker.child_key) == bindparam("child_key")
+)
+
+
+@functools.cache
+def _candidate_query(strong: tuple[str, ...], weak: bool) -> Select[IntakeChild]:
+    """Children not merged away that share one of the ``strong`` identifiers, or (with
+    ``weak``) the name and date of birth; the values are bound by field name."""
+    conditions: list[ColumnElement[bool]] = [
+        col(getattr(IntakeChild, name)) == bindparam(name) for name in strong
+    ]
+    if weak:
+        conditions.append(
+            and_(*(col(getattr(IntakeChild, name)) == bindparam(name) for name in WEAK_FIELDS))
+        )
+    return select(IntakeChild).where(col(IntakeChild.merged_into).is_(None), or_(*conditions))
+
+
 #: ``session.info`` key: the clocks a triage made in this session, by id, found there
 #: before they are flushed (a look-up by primary key does not see pending rows).
 _NEW_CLOCKS = "intake.new_clocks"
@@ -325,25 +355,14 @@ class IntakeStore:
         return ChildLink(key, LinkKind.NEW)
 
     def _candidates(self, session: Session, me: ChildIdentity) -> Sequence[IntakeChild]:
-        conditions: list[ColumnElement[bool]] = [
-            col(getattr(IntakeChild, name)) == getattr(me, name)
-            for name in STRONG_IDS
-            if getattr(me, name) is not None
-        ]
-        if me.has_weak_fields:
-            conditions.append(
-                (col(IntakeChild.family_name) == me.family_name)
-                & (col(IntakeChild.given_name) == me.given_name)
-                & (col(IntakeChild.date_of_birth) == me.date_of_birth)
-            )
-        if not conditions:
+        strong = tuple(name for name in STRONG_IDS if getattr(me, name) is not None)
+        if not strong and not me.has_weak_fields:
             return []
         if any(isinstance(pending, IntakeChild) for pending in session.new):
             session.flush()  # a child an earlier alert of the batch made must be found
-        statement = select(IntakeChild).where(
-            col(IntakeChild.merged_into).is_(None), or_(*conditions)
-        )
-        return list(session.execute(statement).scalars())
+        names = strong + (WEAK_FIELDS if me.has_weak_fields else ())
+        statement = _candidate_query(strong, me.has_weak_fields)
+        return list(session.execute(statement, {n: getattr(me, n) for n in names}).scalars())
 
     def _new_child(self, session: Session, me: ChildIdentity) -> str:
         key = new_child_key()
@@ -431,11 +450,7 @@ class IntakeStore:
         Kept beside each alert when it is stored; an alert stored before that was kept is
         opened again (decrypted and verified) to read it.
         """
-        rows = session.execute(
-            select(col(IntakeAlert.alert_id), col(IntakeAlert.episode_fact)).where(
-                col(IntakeAlert.episode_id) == episode_id
-            )
-        ).all()
+        rows = session.execute(_EPISODE_FACTS, {"episode_id": episode_id}).all()
         facts = [EpisodeFact.from_json(stored) for _, stored in rows if stored is not None]
         unkept = [alert_id for alert_id, stored in rows if stored is None]
         if unkept:
@@ -517,9 +532,7 @@ class IntakeStore:
 
     def notifications(self, session: Session, episode_id: str) -> list[NotificationRecord]:
         """The notification records of an episode."""
-        rows = session.execute(
-            select(IntakeNotification).where(col(IntakeNotification.episode_id) == episode_id)
-        ).scalars()
+        rows = session.execute(_NOTIFICATIONS, {"episode_id": episode_id}).scalars()
         return [NotificationRecord(r.episode_id, r.authority, r.notified_at) for r in rows]
 
     def refresh_episode_clocks(self, session: Session, row: IntakeEpisode) -> None:
@@ -535,9 +548,7 @@ class IntakeStore:
 
     def child_episodes(self, session: Session, child_key: str) -> list[EpisodeRecord]:
         """The child's stored episodes as records."""
-        rows = session.execute(
-            select(IntakeEpisode).where(col(IntakeEpisode.child_key) == child_key)
-        ).scalars()
+        rows = session.execute(_CHILD_EPISODES, {"child_key": child_key}).scalars()
         return [episode_record(r) for r in rows]
 
     def refresh_repeat_clocks(
@@ -603,9 +614,7 @@ class IntakeStore:
 
     def tracker_level(self, session: Session, child_key: str, day: date) -> CseLevel | None:
         """The child's tracker level at the end of ``day``, if on the tracker."""
-        rows = session.execute(
-            select(IntakeTracker).where(col(IntakeTracker.child_key) == child_key)
-        ).scalars()
+        rows = session.execute(_CHILD_TRACKERS, {"child_key": child_key}).scalars()
         levels = [lv for lv in (tracker_record(r).level_on(day) for r in rows) if lv is not None]
         return max(levels) if levels else None
 
