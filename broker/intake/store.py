@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, insert, or_, select
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import Session, col
+from sqlmodel import Session, SQLModel, col
 
 from broker.intake._time import london_date
 from broker.intake.clocks import (
@@ -84,6 +84,7 @@ __all__ = [
     "BROKER_ACTOR",
     "ChildLink",
     "IntakeStore",
+    "assign_changed",
     "episode_record",
     "new_child_key",
     "put_clock",
@@ -186,27 +187,48 @@ def put_clock(
     row = made.get(clock.clock_id) if made is not None else None
     if row is None and not new:
         row = session.get(IntakeClock, clock.clock_id)
-    now = utc_now()
+    values: dict[str, object] = {
+        "child_key": child_key,
+        "started_at": clock.started_at,
+        "due_at": clock.due_at,
+        "authority": clock.authority,
+        "instance": clock.instance,
+    }
+    if alert_id is not None:
+        values["alert_id"] = alert_id
+    if episode_id is not None:
+        values["episode_id"] = episode_id
     if row is None:
         row = IntakeClock(
             clock_id=clock.clock_id,
             kind=clock.kind.value,
             subject=clock.subject,
-            started_at=clock.started_at,
-            due_at=clock.due_at,
+            met_at=clock.met_at,
+            **values,  # type: ignore[arg-type]
         )
         if made is not None:
             made[clock.clock_id] = row
-    row.child_key = child_key
-    row.alert_id = alert_id if alert_id is not None else row.alert_id
-    row.episode_id = episode_id if episode_id is not None else row.episode_id
-    row.started_at, row.due_at = clock.started_at, clock.due_at
-    row.authority, row.instance = clock.authority, clock.instance
+        session.add(row)
+        return row
     if not (keep_met and row.met_at is not None):
-        row.met_at = clock.met_at
-    row.updated_at = now
-    session.add(row)
+        values["met_at"] = clock.met_at
+    if assign_changed(row, values):
+        row.updated_at = utc_now()
     return row
+
+
+def assign_changed(row: SQLModel, values: Mapping[str, object]) -> bool:
+    """Set the fields of ``row`` whose value differs from ``values``; whether any did.
+
+    A row refreshed with what it already holds stays clean: no UPDATE, and its
+    ``updated_at`` says when it last changed, not when it was last looked at.
+    """
+    changed = False
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
+            changed = True
+    return changed
 
 
 # The triage's queries, built once: building a statement costs more than running it.
@@ -487,33 +509,44 @@ class IntakeStore:
         if new_fact is not None:
             facts.append(new_fact)
         record = episode_record_from_facts(owner, facts)
+        values: dict[str, object] = {
+            "child_key": owner,
+            "reported_at": record.reported_at,
+            "risk_grade": record.risk_grade.value if record.risk_grade else None,
+            "found_at": record.found_at,
+            "returned_at": record.returned_at,
+            "missing_from": record.missing_from,
+            "home_authority": record.home_authority,
+            "looked_after": record.looked_after,
+            "placed_in": record.placed_in,
+            "rhi_offered_at": record.rhi_offered_at,
+            "rhi_completed_at": record.rhi_completed_at,
+            "rhi_declined_at": record.rhi_declined_at,
+        }
         if row is None:
-            row = IntakeEpisode(
-                episode_id=episode_id, child_key=owner, reported_at=record.reported_at
-            )
-        row.child_key = owner
-        row.reported_at = record.reported_at
-        row.risk_grade = record.risk_grade.value if record.risk_grade else None
-        row.found_at, row.returned_at = record.found_at, record.returned_at
-        row.missing_from, row.home_authority = record.missing_from, record.home_authority
-        row.looked_after, row.placed_in = record.looked_after, record.placed_in
-        row.rhi_offered_at = record.rhi_offered_at
-        row.rhi_completed_at = record.rhi_completed_at
-        row.rhi_declined_at = record.rhi_declined_at
-        row.updated_at = utc_now()
-        session.add(row)
-        self._note_own_receipt(session, record, alert)
-        session.flush()
+            row = IntakeEpisode(episode_id=episode_id, **values)  # type: ignore[arg-type]
+            session.add(row)
+            changed = True
+        else:
+            changed = assign_changed(row, values)
+            if changed:
+                row.updated_at = utc_now()
+        noted = self._note_own_receipt(session, record, alert)
+        if changed or noted:
+            # The child's episodes and the episode's notifications are read back below
+            # and by later alerts of the batch.
+            session.flush()
         self.refresh_episode_clocks(session, row)
         return row
 
-    def _note_own_receipt(self, session: Session, record: EpisodeRecord, alert: MashAlert) -> None:
+    def _note_own_receipt(self, session: Session, record: EpisodeRecord, alert: MashAlert) -> bool:
+        """Record this borough's own receipt as its notification, if owed; whether it did."""
         # This borough's own looked-after child placed elsewhere: the alert reaching its
         # MASH is the notification this borough is owed.
         borough = self.context.borough
         host = record.host_authority
         if not (record.looked_after and record.home_authority == borough and host != borough):
-            return
+            return False
         existing = session.execute(
             select(col(IntakeNotification.id)).where(
                 col(IntakeNotification.episode_id) == record.episode_id,
@@ -529,6 +562,8 @@ class IntakeStore:
                     recorded_by=BROKER_ACTOR,
                 )
             )
+            return True
+        return False
 
     def notifications(self, session: Session, episode_id: str) -> list[NotificationRecord]:
         """The notification records of an episode."""
