@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, bindparam, insert, or_, select
 from sqlalchemy.sql.elements import ColumnElement
@@ -127,7 +127,7 @@ def resolve_child(session: Session, child_key: str) -> str:
     seen = {child_key}
     current = child_key
     while True:
-        row = session.get(IntakeChild, current)
+        row = _find(session, IntakeChild, current)
         if row is None or row.merged_into is None or row.merged_into in seen:
             return current
         current = row.merged_into
@@ -183,10 +183,7 @@ def put_clock(
 
     ``new`` says the clock cannot be stored yet (its subject is new), so it is not looked up.
     """
-    made: dict[str, IntakeClock] | None = session.info.get(_NEW_CLOCKS)
-    row = made.get(clock.clock_id) if made is not None else None
-    if row is None and not new:
-        row = session.get(IntakeClock, clock.clock_id)
+    row = None if new else _find(session, IntakeClock, clock.clock_id)
     values: dict[str, object] = {
         "child_key": child_key,
         "started_at": clock.started_at,
@@ -206,8 +203,7 @@ def put_clock(
             met_at=clock.met_at,
             **values,  # type: ignore[arg-type]
         )
-        if made is not None:
-            made[clock.clock_id] = row
+        _remember(session, row, clock.clock_id)
         session.add(row)
         return row
     if not (keep_met and row.met_at is not None):
@@ -260,23 +256,66 @@ def _candidate_query(strong: tuple[str, ...], weak: bool) -> Select[IntakeChild]
     return select(IntakeChild).where(col(IntakeChild.merged_into).is_(None), or_(*conditions))
 
 
-#: ``session.info`` key: the clocks a triage made in this session, by id, found there
-#: before they are flushed (a look-up by primary key does not see pending rows).
-_NEW_CLOCKS = "intake.new_clocks"
+#: ``session.info`` key: the children, episodes and clocks a triage batch made, by type
+#: and key, found there before they are flushed (neither a look-up by primary key nor a
+#: query sees a pending row).
+_MADE = "intake.made"
+
+_Made = dict[tuple[type[SQLModel], str], SQLModel]
+_Row = TypeVar("_Row", bound=SQLModel)
 
 
 @contextmanager
 def triage_batch(session: Session) -> Iterator[None]:
-    """Triage alerts in ``session`` with fewer flushes: within it, ``on_alert`` flushes
-    only where a later query must see what an earlier alert wrote (children, episodes,
-    tracker spells, reviews), and the rest (clocks above all) is written together when
-    the transaction or savepoint ends. Use one per attempt at a batch."""
-    session.info[_NEW_CLOCKS] = {}
+    """Triage alerts in ``session`` with few flushes: within it, the rows ``on_alert``
+    makes are kept pending and found in memory by later alerts of the batch, and written
+    together (one INSERT per table) when the savepoint or transaction ends. It flushes
+    only before a query that must see a changed stored row (identifiers filled in, a
+    tracker spell, a review, a notification). Use one per attempt at a batch."""
+    session.info[_MADE] = {}
     try:
         with session.no_autoflush:
             yield
     finally:
-        session.info.pop(_NEW_CLOCKS, None)
+        session.info.pop(_MADE, None)
+
+
+def _made(session: Session) -> _Made | None:
+    made: _Made | None = session.info.get(_MADE)
+    return made
+
+
+def _remember(session: Session, row: SQLModel, key: str) -> None:
+    made = _made(session)
+    if made is not None:
+        made[(type(row), key)] = row
+
+
+def _find(session: Session, model: type[_Row], key: str) -> _Row | None:
+    """The row of ``model`` with primary key ``key``: made in this batch, or stored."""
+    made = _made(session)
+    if made is not None:
+        row = made.get((model, key))
+        if row is not None:
+            return row  # type: ignore[return-value]
+    return session.get(model, key)
+
+
+def _made_of(session: Session, model: type[_Row]) -> list[_Row]:
+    """The rows of ``model`` made in this batch (flushed since or not)."""
+    made = _made(session)
+    if made is None:
+        return []
+    return [row for (kind, _), row in made.items() if kind is model]  # type: ignore[misc]
+
+
+def _matches(row: IntakeChild, me: ChildIdentity, strong: tuple[str, ...]) -> bool:
+    """What ``_candidate_query`` selects, for a row held in memory."""
+    if row.merged_into is not None:
+        return False
+    if any(getattr(row, name) == getattr(me, name) for name in strong):
+        return True
+    return me.has_weak_fields and all(getattr(row, n) == getattr(me, n) for n in WEAK_FIELDS)
 
 
 def _identity_of_row(row: IntakeChild) -> ChildIdentity:
@@ -310,7 +349,7 @@ class IntakeStore:
         episode_id = episode_key(event) if event and isinstance(event.body, _EPISODIC) else None
         child_key = link.child_key
         if episode_id is not None and child_key is None:
-            known = session.get(IntakeEpisode, episode_id)
+            known = _find(session, IntakeEpisode, episode_id)
             child_key = known.child_key if known is not None else None
         fact = EpisodeFact.of(event) if event is not None and episode_id is not None else None
         episodes: list[EpisodeRecord] | None = None
@@ -380,22 +419,28 @@ class IntakeStore:
         strong = tuple(name for name in STRONG_IDS if getattr(me, name) is not None)
         if not strong and not me.has_weak_fields:
             return []
-        if any(isinstance(pending, IntakeChild) for pending in session.new):
-            session.flush()  # a child an earlier alert of the batch made must be found
         names = strong + (WEAK_FIELDS if me.has_weak_fields else ())
         statement = _candidate_query(strong, me.has_weak_fields)
-        return list(session.execute(statement, {n: getattr(me, n) for n in names}).scalars())
+        found = {
+            row.child_key: row
+            for row in session.execute(statement, {n: getattr(me, n) for n in names}).scalars()
+        }
+        # Children made earlier in this batch are not flushed yet: matched here as the
+        # query would match them.
+        for row in _made_of(session, IntakeChild):
+            if row.child_key not in found and _matches(row, me, strong):
+                found[row.child_key] = row
+        return list(found.values())
 
     def _new_child(self, session: Session, me: ChildIdentity) -> str:
         key = new_child_key()
-        # Written with the next flush: ``_candidates`` flushes it before it looks.
-        session.add(
-            IntakeChild(child_key=key, **{name: getattr(me, name) for name in _IDENTITY_FIELDS})
-        )
+        row = IntakeChild(child_key=key, **{name: getattr(me, name) for name in _IDENTITY_FIELDS})
+        session.add(row)
+        _remember(session, row, key)
         return key
 
     def _fill_identifiers(self, session: Session, key: str, me: ChildIdentity) -> None:
-        row = session.get(IntakeChild, key)
+        row = _find(session, IntakeChild, key)
         if row is None:
             return
         filled = False
@@ -404,9 +449,9 @@ class IntakeStore:
             if getattr(row, name) is None and getattr(me, name) is not None:
                 setattr(row, name, getattr(me, name))
                 filled = True
-        if filled:
-            session.add(row)
-            session.flush()  # the next alert's candidate query must match on them
+        if filled and row not in session.new:
+            # A stored child: the next alert's candidate query must match on them.
+            session.flush()
 
     def _provisional_for(
         self, session: Session, me: ChildIdentity, rows: Sequence[IntakeChild]
@@ -502,7 +547,7 @@ class IntakeStore:
             alert: the alert that set this off.
             new_fact: the fact of an alert whose triage row is not written yet.
         """
-        row = session.get(IntakeEpisode, episode_id)
+        row = _find(session, IntakeEpisode, episode_id)
         # A stored episode's child may have been merged since; a new one's is current.
         owner = resolve_child(session, row.child_key) if row is not None else child_key
         facts = self.episode_facts(session, episode_id)
@@ -523,18 +568,18 @@ class IntakeStore:
             "rhi_completed_at": record.rhi_completed_at,
             "rhi_declined_at": record.rhi_declined_at,
         }
+        moved = False
         if row is None:
             row = IntakeEpisode(episode_id=episode_id, **values)  # type: ignore[arg-type]
             session.add(row)
-            changed = True
+            _remember(session, row, episode_id)
         else:
-            changed = assign_changed(row, values)
-            if changed:
+            moved = row.child_key != owner
+            if assign_changed(row, values):
                 row.updated_at = utc_now()
         noted = self._note_own_receipt(session, record, alert)
-        if changed or noted:
-            # The child's episodes and the episode's notifications are read back below
-            # and by later alerts of the batch.
+        if moved or noted:
+            # Read back by a query (the child's episodes, the episode's notifications).
             session.flush()
         self.refresh_episode_clocks(session, row)
         return row
@@ -582,9 +627,15 @@ class IntakeStore:
             put_clock(session, clock, child_key=row.child_key, episode_id=row.episode_id)
 
     def child_episodes(self, session: Session, child_key: str) -> list[EpisodeRecord]:
-        """The child's stored episodes as records."""
-        rows = session.execute(_CHILD_EPISODES, {"child_key": child_key}).scalars()
-        return [episode_record(r) for r in rows]
+        """The child's stored episodes as records (with those this batch made)."""
+        rows = {
+            row.episode_id: row
+            for row in session.execute(_CHILD_EPISODES, {"child_key": child_key}).scalars()
+        }
+        for row in _made_of(session, IntakeEpisode):
+            if row.child_key == child_key:
+                rows.setdefault(row.episode_id, row)
+        return [episode_record(r) for r in rows.values()]
 
     def refresh_repeat_clocks(
         self,
@@ -602,7 +653,7 @@ class IntakeStore:
             episodes = self.child_episodes(session, child_key)
         for pattern in repeat_missing_patterns(episodes, self.context.clocks):
             probe = repeat_missing_clock(pattern, None, self.context.calendar)
-            stored = session.get(IntakeClock, probe.clock_id)
+            stored = _find(session, IntakeClock, probe.clock_id)
             reviewed = stored.met_at if stored is not None else None
             clock = repeat_missing_clock(pattern, reviewed, self.context.calendar)
             put_clock(
