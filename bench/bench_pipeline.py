@@ -119,6 +119,10 @@ def native_messages(count: int, run: str, first: int = 0) -> list[bytes]:
     """
     template = json.loads(render_all(1)["police/episode-01-reported.json"])
     template["report"]["risk_grade"] = "MEDIUM"
+    # Distinct NHS numbers: make_test_nhs_number gives a serial whose check digit would be
+    # 10 the next serial's number, so consecutive serials would share one about once in
+    # eleven, and the intake would file those children as conflicts for review.
+    numbers = sorted({make_test_nhs_number(serial) for serial in range(2 * (first + count) + 16)})
 
     def render(n: int, note: str) -> bytes:
         record = json.loads(json.dumps(template))
@@ -130,7 +134,7 @@ def native_messages(count: int, run: str, first: int = 0) -> list[bytes]:
         person = record["missing_person"]
         person["forenames"] = _FORENAMES[n % len(_FORENAMES)]
         person["surname"] = _SURNAMES[(n // len(_FORENAMES)) % len(_SURNAMES)]
-        person["nhs_number"] = make_test_nhs_number(n)
+        person["nhs_number"] = numbers[n]
         person["police_person_ref"] = f"TVP/P/{n:06d}"
         # Name and date of birth together stay unique for 34,800 messages, so no two
         # children look alike (which would open link reviews for a person to settle).
