@@ -278,6 +278,24 @@ _HEAD = SQLModel.metadata.tables["audit_head"]
 _ENTRY = SQLModel.metadata.tables["audit_entry"]
 
 
+# Built once: on the ingest path the statements cost more to build than to run.
+_LOCK_HEAD = (
+    sa.update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(seq=_HEAD.c.seq + sa.bindparam("advance", type_=sa.BigInteger()))
+    .returning(_HEAD.c.seq, _HEAD.c.hash)
+)
+_MOVE_HEAD = (
+    sa.update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(
+        hash=sa.bindparam("head_hash", type_=_HEAD.c.hash.type),
+        updated_at=sa.bindparam("head_at", type_=_HEAD.c.updated_at.type),
+    )
+)
+_INSERT_ENTRIES = sa.insert(_ENTRY)
+
+
 def _lock_head(connection: Connection, advance: int) -> tuple[int, str]:
     """Lock the head row and move its seq on by ``advance``; returns (old seq, old hash).
 
@@ -285,12 +303,7 @@ def _lock_head(connection: Connection, advance: int) -> tuple[int, str]:
     lock on SQLite, so appends from every process and thread queue here: the chain
     cannot fork.
     """
-    row = connection.execute(
-        sa.update(_HEAD)
-        .where(_HEAD.c.id == 1)
-        .values(seq=_HEAD.c.seq + advance)
-        .returning(_HEAD.c.seq, _HEAD.c.hash)
-    ).one_or_none()
+    row = connection.execute(_LOCK_HEAD, {"advance": advance}).one_or_none()
     if row is None:
         raise AuditIntegrityError(
             "audit_head row missing: the database is not migrated (broker.db.migrate)"
@@ -381,10 +394,8 @@ class AuditLog:
             )
             values["hash"] = prev_hash = entry_hash(values)
             rows.append(values)
-        connection.execute(sa.insert(_ENTRY), rows)
-        connection.execute(
-            sa.update(_HEAD).where(_HEAD.c.id == 1).values(hash=prev_hash, updated_at=at)
-        )
+        connection.execute(_INSERT_ENTRIES, rows)
+        connection.execute(_MOVE_HEAD, {"head_hash": prev_hash, "head_at": at})
         # Plain frozen values: building ORM objects here would cost more than the insert.
         return [AppendedEntry(**{**row, "fields": tuple(row["fields"])}) for row in rows]
 

@@ -81,6 +81,19 @@ def test_append_links_each_entry_to_the_previous_one(db_session: Session) -> Non
     assert stored.at.tzinfo is not None
 
 
+def test_the_head_row_follows_each_append(db_session: Session) -> None:
+    log = AuditLog()
+    log.append(db_session, kind="received", party="tvp-police")
+    entries = log.append_many(
+        db_session,
+        [AuditLog.record(kind="received", party="tvp-police") for _ in range(3)],
+    )
+    head = db_session.connection().execute(sa.select(tamper.HEAD)).one()
+    assert (head.seq, head.hash) == (4, entries[-1].hash)
+    assert head.updated_at == entries[-1].at
+    assert head.updated_at.tzinfo is not None
+
+
 def test_hash_is_sha256_over_the_documented_encoding(db_session: Session) -> None:
     at = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
     entry = AuditLog(clock=lambda: at).append(
