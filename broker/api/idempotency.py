@@ -11,15 +11,21 @@ Follows the IETF httpapi ``Idempotency-Key`` header draft:
 
 Only definite answers (202 accepted, 422 rejected) are kept. When the first attempt fails
 (database unavailable) its claim on the key is dropped, so the retry is processed afresh.
-If a process dies between the ingest commit and storing its answer, the claim goes stale
-after ``STALE_CLAIM``; the retry is then processed again, and the pipeline's own
-de-duplication (identical bytes from the same party) keeps that from having an effect.
+When the database is gone so that the claim cannot be dropped (or the answer stored),
+the process remembers the claim and drops it first thing when the same key comes again,
+so a partner retrying with its key after an outage is answered, not told 409 for a minute.
+If a process dies between the ingest commit and storing its answer (or the retry reaches
+another process), the claim goes stale after ``STALE_CLAIM``; the retry is then processed
+again, and the pipeline's own de-duplication (identical bytes from the same party) keeps
+that from having an effect.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -31,6 +37,7 @@ from sqlmodel import Session, col
 
 from broker.api.tables import IdempotencyRecord
 from broker.db import session_scope
+from broker.exceptions import TransportError
 
 __all__ = [
     "KEY_PATTERN",
@@ -81,6 +88,10 @@ class IdempotencyStore:
         """Use ``sessions``; keep answers for ``ttl``."""
         self._sessions = sessions
         self._ttl = ttl
+        # Claims of this process that an outage kept it from dropping: (party, key) ->
+        # when (monotonic). Past STALE_CLAIM the stored claim is taken over anyway.
+        self._orphans: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
 
     def claim(self, party: str, key: str, digest: str) -> Claim:
         """Claim ``key`` for ``party``'s request with ``digest``, or say why not.
@@ -88,6 +99,10 @@ class IdempotencyStore:
         Raises:
             TransportError: the database is unavailable.
         """
+        if self._orphaned(party, key):
+            self._drop_unanswered(party, key)
+            with self._lock:
+                self._orphans.pop((party, key), None)
         now = datetime.now(UTC)
         for _attempt in range(2):
             with session_scope(self._sessions) as session:
@@ -126,15 +141,36 @@ class IdempotencyStore:
         return Claim(ClaimState.NEW)
 
     def complete(self, party: str, key: str, status_code: int, body: str) -> None:
-        """Store the answer to the claimed request."""
-        with session_scope(self._sessions) as session:
-            found = session.get(IdempotencyRecord, (party, key))
-            if found is not None:
-                found.status_code = status_code
-                found.body = body
+        """Store the answer to the claimed request.
+
+        Raises:
+            TransportError: the database is unavailable; the claim is remembered, to be
+                dropped when the key comes again.
+        """
+        try:
+            with session_scope(self._sessions) as session:
+                found = session.get(IdempotencyRecord, (party, key))
+                if found is not None:
+                    found.status_code = status_code
+                    found.body = body
+        except TransportError:
+            self._orphan(party, key)
+            raise
 
     def release(self, party: str, key: str) -> None:
-        """Drop an unanswered claim (the request failed), so a retry starts afresh."""
+        """Drop an unanswered claim (the request failed), so a retry starts afresh.
+
+        Raises:
+            TransportError: the database is unavailable; the claim is remembered, to be
+                dropped when the key comes again.
+        """
+        try:
+            self._drop_unanswered(party, key)
+        except TransportError:
+            self._orphan(party, key)
+            raise
+
+    def _drop_unanswered(self, party: str, key: str) -> None:
         with session_scope(self._sessions) as session:
             session.execute(
                 delete(IdempotencyRecord).where(
@@ -143,6 +179,20 @@ class IdempotencyStore:
                     col(IdempotencyRecord.status_code).is_(None),
                 )
             )
+
+    def _orphan(self, party: str, key: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._orphans[(party, key)] = now
+            # Forget those past staleness (the stored claim is taken over then anyway),
+            # so keys never retried do not pile up.
+            cutoff = now - STALE_CLAIM.total_seconds()
+            for old in [k for k, at in self._orphans.items() if at < cutoff]:
+                del self._orphans[old]
+
+    def _orphaned(self, party: str, key: str) -> bool:
+        with self._lock:
+            return (party, key) in self._orphans
 
     def prune(self, now: datetime | None = None) -> int:
         """Forget expired answers; returns how many."""
