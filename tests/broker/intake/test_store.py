@@ -471,10 +471,10 @@ def test_a_fault_in_one_alert_of_a_batch_leaves_the_others_triaged(
 
     def sometimes_broken(
         store: IntakeStore, session: Session, alert: MashAlert, claims: DisclosureClaims
-    ) -> IntakeAlert:
+    ) -> None:
         if alert.event_id == faulty:
             raise RuntimeError("a bug in the clocks")
-        return original(store, session, alert, claims)
+        original(store, session, alert, claims)
 
     monkeypatch.setattr(IntakeStore, "on_alert", sometimes_broken)
     outcomes = consumer.store_many(
