@@ -67,6 +67,11 @@ class AdapterError(PayloadInvalid):
         self.problems: tuple[Problem, ...] = tuple(problems) or (Problem("message", "invalid"),)
         super().__init__(f"{adapter}: " + "; ".join(str(p) for p in self.problems))
 
+    def __reduce__(self) -> tuple[type[AdapterError], tuple[str, tuple[Problem, ...]]]:
+        """Pickle by the constructor's own arguments (a message can be prepared in another
+        process and its outcome, this error included, sent back)."""
+        return (type(self), (self.adapter, self.problems))
+
 
 class InputTooLarge(AdapterError, PayloadTooLarge):
     """The raw input is over the adapter's size limit; refused before parsing."""

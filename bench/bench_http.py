@@ -94,6 +94,7 @@ def serve(port: int, directory: Path, database_url: str, workers: int = 1) -> No
 _ENV_PORT = "BENCH_HTTP_PORT"
 _ENV_DIR = "BENCH_HTTP_DIR"
 _ENV_DATABASE = "BENCH_HTTP_DATABASE_URL"
+_ENV_PREPARE = "BENCH_HTTP_PREPARE_PROCESSES"
 
 
 def app_from_environment() -> Any:
@@ -139,6 +140,7 @@ def _settings(port: int, directory: Path, database_url: str) -> Any:
             public_base_url=f"http://127.0.0.1:{port}",
             rate_per_second=10_000,
             rate_burst=10_000,
+            prepare_processes=int(os.environ.get(_ENV_PREPARE, "0")),
         ),
     )
 
@@ -370,6 +372,9 @@ def main() -> int:
     parser.add_argument("--target-ms", type=float, default=25.0)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--prepare-processes", type=int, default=0, help="api.prepare_processes of the server"
+    )
     parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -396,7 +401,11 @@ def main() -> int:
                 "--workers",
                 str(args.workers),
             ],
-            env={**os.environ, "MASH_LOG_JSON": "true"},
+            env={
+                **os.environ,
+                "MASH_LOG_JSON": "true",
+                _ENV_PREPARE: str(args.prepare_processes),
+            },
         )
         base = f"http://127.0.0.1:{port}"
         try:

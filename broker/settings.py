@@ -89,6 +89,10 @@ class ApiSettings(BaseModel):
     metrics_token: SecretStr | None = None
     #: How long an ``Idempotency-Key`` answer is kept.
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    #: Processes that translate, decide and seal ingested messages beside the API's own
+    #: (0: two threads of the API process). Sealing holds Python's lock for most of its
+    #: time, so on a busy API separate processes let it use more than one core.
+    prepare_processes: int = Field(default=0, ge=0, le=16)
 
 
 class CrossBorderSettings(BaseModel):

@@ -51,6 +51,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
+            await context.start()
             yield
         finally:
             await context.aclose()

@@ -7,8 +7,9 @@ import contextlib
 import contextvars
 import functools
 import hashlib
+import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,12 +32,12 @@ from broker.audit import AuditKind
 from broker.batching import Batcher
 from broker.db import DbReplayStore, session_scope
 from broker.exceptions import BrokerError, ReplayDetected
-from broker.logging import get_logger
+from broker.logging import configure_logging, get_logger
 from broker.messaging import AMQP_ERRORS, connect
 from broker.pipeline import Ingestor, IngestResult, PreparedMessage
 from broker.replay import MemoryReplayStore
 from broker.service import Service
-from broker.settings import ApiSettings
+from broker.settings import ApiSettings, Settings
 
 __all__ = [
     "AMQP_PROBE_SECONDS",
@@ -105,6 +106,8 @@ class ApiContext:
         ),
         repr=False,
     )
+    #: With ``api.prepare_processes``: processes that prepare ingested messages.
+    _prepare_processes: ProcessPoolExecutor | None = field(default=None, repr=False)
     #: The AsyncAPI document, built on first request.
     asyncapi: dict[str, Any] | None = None
     _amqp: AbstractConnection | None = field(default=None, repr=False)
@@ -186,12 +189,27 @@ class ApiContext:
         Raises:
             Exception: as ``Ingestor.prepare``; nothing is stored.
         """
+        if self.settings.prepare_processes > 0:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._process_pool(), _prepare_elsewhere, adapter, raw, party, replay_token
+            )
         work = functools.partial(
             self.ingestor.prepare, adapter, raw, party, replay_token=replay_token
         )
         # As asyncio.to_thread: the request's context (its log fields) goes along.
         run = functools.partial(contextvars.copy_context().run, work)
         return await asyncio.get_running_loop().run_in_executor(self._prepare_threads, run)
+
+    def _process_pool(self) -> ProcessPoolExecutor:
+        if self._prepare_processes is None:
+            # Spawned, not forked: this process has threads and an event loop.
+            self._prepare_processes = ProcessPoolExecutor(
+                self.settings.prepare_processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_preparing,
+                initargs=(self.service.settings,),
+            )
+        return self._prepare_processes
 
     def check_assertion(self, token: str, audience: str) -> CheckedAssertion:
         """Check a client assertion completely without remembering its id; no I/O.
@@ -244,10 +262,25 @@ class ApiContext:
                 )
             return self._amqp
 
+    async def start(self) -> None:
+        """Start what the API needs before its first request: the prepare processes
+        (``api.prepare_processes``), each loaded, so no request waits for one to start."""
+        if self.settings.prepare_processes > 0:
+            pool = self._process_pool()
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(
+                *(
+                    loop.run_in_executor(pool, _prepared_ready)
+                    for _ in range(self.settings.prepare_processes)
+                )
+            )
+
     async def aclose(self) -> None:
         """Close the probe connection; let the ingest threads end."""
         self.ingest_batcher.close()
         self._prepare_threads.shutdown(wait=False)
+        if self._prepare_processes is not None:
+            self._prepare_processes.shutdown(wait=False, cancel_futures=True)
         if self._amqp is not None and not self._amqp.is_closed:
             try:
                 await self._amqp.close()
@@ -258,3 +291,30 @@ class ApiContext:
 
 def _sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------- prepare processes
+
+#: The ingestor of a prepare process (``api.prepare_processes``), made at its start.
+_ELSEWHERE: Ingestor | None = None
+
+
+def _start_preparing(settings: Settings) -> None:
+    """A prepare process's start: load the service (agreement, keys) once."""
+    global _ELSEWHERE  # noqa: PLW0603 - one per process, made by the pool's initializer
+    configure_logging(settings.log_level, json=True)
+    _ELSEWHERE = Ingestor(Service.load(settings))
+
+
+def _prepare_elsewhere(
+    adapter: str, raw: bytes, party: str, replay_token: tuple[str, datetime]
+) -> PreparedMessage:
+    """``Ingestor.prepare`` in a prepare process; what it makes is sent back pickled."""
+    if _ELSEWHERE is None:  # pragma: no cover - the initializer always runs first
+        raise RuntimeError("prepare process not started")
+    return _ELSEWHERE.prepare(adapter, raw, party, replay_token=replay_token)
+
+
+def _prepared_ready() -> bool:
+    """Whether this prepare process has loaded its service (a start-up probe)."""
+    return _ELSEWHERE is not None
