@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import gc
 import hashlib
 import multiprocessing
 from collections.abc import Callable
@@ -304,6 +305,10 @@ def _start_preparing(settings: Settings) -> None:
     global _ELSEWHERE  # noqa: PLW0603 - one per process, made by the pool's initializer
     configure_logging(settings.log_level, json=True)
     _ELSEWHERE = Ingestor(Service.load(settings))
+    # As the runtime does once started: what loading made (modules, keys, the compiled
+    # agreement) is exempt from garbage collection, so full collections stay short.
+    gc.collect()
+    gc.freeze()
 
 
 def _prepare_elsewhere(
