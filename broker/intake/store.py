@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -307,6 +307,12 @@ def _made_of(session: Session, model: type[_Row]) -> list[_Row]:
     if made is None:
         return []
     return [row for (kind, _), row in made.items() if kind is model]  # type: ignore[misc]
+
+
+def _new_in_batch(session: Session, child_key: str) -> bool:
+    """Whether this triage batch made the child (so only the batch's rows refer to it)."""
+    made = _made(session)
+    return made is not None and (IntakeChild, child_key) in made
 
 
 def _matches(row: IntakeChild, me: ChildIdentity, strong: tuple[str, ...]) -> bool:
@@ -628,10 +634,13 @@ class IntakeStore:
 
     def child_episodes(self, session: Session, child_key: str) -> list[EpisodeRecord]:
         """The child's stored episodes as records (with those this batch made)."""
-        rows = {
-            row.episode_id: row
-            for row in session.execute(_CHILD_EPISODES, {"child_key": child_key}).scalars()
-        }
+        rows: dict[str, IntakeEpisode] = {}
+        if not _new_in_batch(session, child_key):
+            # A child this batch made has no episode but those the batch made (below).
+            rows = {
+                row.episode_id: row
+                for row in session.execute(_CHILD_EPISODES, {"child_key": child_key}).scalars()
+            }
         for row in _made_of(session, IntakeEpisode):
             if row.child_key == child_key:
                 rows.setdefault(row.episode_id, row)
@@ -685,6 +694,7 @@ class IntakeStore:
                 level=int(entry.level),
                 history=[[entry.identified_on.isoformat(), int(entry.level)]],
             )
+            _remember(session, row, f"{child_key}:{entry.identified_on.isoformat()}")
         elif row.level != int(entry.level):
             # A level change dated by the status it came with (Paris sends the current level).
             row.history = [
@@ -700,7 +710,12 @@ class IntakeStore:
 
     def tracker_level(self, session: Session, child_key: str, day: date) -> CseLevel | None:
         """The child's tracker level at the end of ``day``, if on the tracker."""
-        rows = session.execute(_CHILD_TRACKERS, {"child_key": child_key}).scalars()
+        rows: Iterable[IntakeTracker]
+        if _new_in_batch(session, child_key):
+            # A child this batch made is on the tracker only by spells the batch made.
+            rows = [r for r in _made_of(session, IntakeTracker) if r.child_key == child_key]
+        else:
+            rows = session.execute(_CHILD_TRACKERS, {"child_key": child_key}).scalars()
         levels = [lv for lv in (tracker_record(r).level_on(day) for r in rows) if lv is not None]
         return max(levels) if levels else None
 

@@ -136,6 +136,8 @@ def _scenario() -> list[Event]:
     raised = CseTrackerEntry(level=CseLevel.LEVEL_3, identified_on=date(2026, 9, 3))
     at = T0 + timedelta(days=10)
     events.append(event(CaseStatus(as_of=at, cse_tracker=raised), subject=ava, at=at))
+    # Missing again once on the tracker: her score counts the level the batch recorded.
+    events.append(_reported("EP-A3", T0 + timedelta(days=11), ava, RiskGrade.LOW))
     events.append(_reported("EP-O1", T0 + timedelta(days=4), other, RiskGrade.MEDIUM))
     events.append(_found("EP-O1", T0 + timedelta(days=5), other))
     events.append(_reported("EP-B1", T0 + timedelta(days=1), ben_paris, RiskGrade.MEDIUM))
