@@ -407,27 +407,27 @@ class Ingestor:
             Exception: as :meth:`ingest` would for this message (nothing is stored).
         """
         digest = message_digest(raw)
+        error: AdapterError | None = None
+        events: Sequence[Event] = ()
         try:
             events = get_adapter(adapter_name).parse(
                 raw, AdapterContext(source_agency=source, now=now)
             )
         except AdapterError as exc:
-            raw_row = self._raw_row(adapter_name, kept_copy(raw, digest, exc), source, now)
-            item = PreparedMessage(
-                channel=adapter_name, source=source, digest=digest, raw_row=raw_row
-            )
-            detail = f"adapter={adapter_name} raw_id={raw_row.id}"
-            item.error = exc
-            item.records.append(
-                AuditLog.record(
-                    kind=AuditKind.REJECTED, party=source, reason=exc.code, detail=detail
-                )
-            )
-            item.result = IngestResult(raw_id=raw_row.id, problems=exc.problems)
-            return item
-        raw_row = self._raw_row(adapter_name, raw, source, now)
+            error = exc
+        kept = raw if error is None else kept_copy(raw, digest, error)
+        raw_row = self._raw_row(adapter_name, kept, source, now)
         item = PreparedMessage(channel=adapter_name, source=source, digest=digest, raw_row=raw_row)
         detail = f"adapter={adapter_name} raw_id={raw_row.id}"
+        if error is not None:
+            item.error = error
+            item.records.append(
+                AuditLog.record(
+                    kind=AuditKind.REJECTED, party=source, reason=error.code, detail=detail
+                )
+            )
+            item.result = IngestResult(raw_id=raw_row.id, problems=error.problems)
+            return item
         for event in events:
             self._decide(event, source, digest, now, item.batch)
         item.records.extend(

@@ -84,7 +84,6 @@ __all__ = [
     "BROKER_ACTOR",
     "ChildLink",
     "IntakeStore",
-    "assign_changed",
     "episode_record",
     "new_child_key",
     "put_clock",
@@ -208,12 +207,12 @@ def put_clock(
         return row
     if not (keep_met and row.met_at is not None):
         values["met_at"] = clock.met_at
-    if assign_changed(row, values):
+    if _assign_changed(row, values):
         row.updated_at = utc_now()
     return row
 
 
-def assign_changed(row: SQLModel, values: Mapping[str, object]) -> bool:
+def _assign_changed(row: SQLModel, values: Mapping[str, object]) -> bool:
     """Set the fields of ``row`` whose value differs from ``values``; whether any did.
 
     A row refreshed with what it already holds stays clean: no UPDATE, and its
@@ -261,7 +260,7 @@ def _candidate_query(strong: tuple[str, ...], weak: bool) -> Select[IntakeChild]
 #: query sees a pending row).
 _MADE = "intake.made"
 
-_Made = dict[tuple[type[SQLModel], str], SQLModel]
+_Made = dict[type[SQLModel], dict[str, SQLModel]]
 _Row = TypeVar("_Row", bound=SQLModel)
 
 
@@ -288,14 +287,14 @@ def _made(session: Session) -> _Made | None:
 def _remember(session: Session, row: SQLModel, key: str) -> None:
     made = _made(session)
     if made is not None:
-        made[(type(row), key)] = row
+        made.setdefault(type(row), {})[key] = row
 
 
 def _find(session: Session, model: type[_Row], key: str) -> _Row | None:
     """The row of ``model`` with primary key ``key``: made in this batch, or stored."""
     made = _made(session)
     if made is not None:
-        row = made.get((model, key))
+        row = made.get(model, {}).get(key)
         if row is not None:
             return row  # type: ignore[return-value]
     return session.get(model, key)
@@ -306,13 +305,13 @@ def _made_of(session: Session, model: type[_Row]) -> list[_Row]:
     made = _made(session)
     if made is None:
         return []
-    return [row for (kind, _), row in made.items() if kind is model]  # type: ignore[misc]
+    return list(made.get(model, {}).values())  # type: ignore[arg-type]
 
 
 def _new_in_batch(session: Session, child_key: str) -> bool:
     """Whether this triage batch made the child (so only the batch's rows refer to it)."""
     made = _made(session)
-    return made is not None and (IntakeChild, child_key) in made
+    return made is not None and child_key in made.get(IntakeChild, {})
 
 
 def _matches(row: IntakeChild, me: ChildIdentity, strong: tuple[str, ...]) -> bool:
@@ -581,7 +580,7 @@ class IntakeStore:
             _remember(session, row, episode_id)
         else:
             moved = row.child_key != owner
-            if assign_changed(row, values):
+            if _assign_changed(row, values):
                 row.updated_at = utc_now()
         noted = self._note_own_receipt(session, record, alert)
         if moved or noted:
