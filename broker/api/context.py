@@ -11,6 +11,7 @@ import hashlib
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -185,15 +186,24 @@ class ApiContext:
     async def prepare(
         self, adapter: str, raw: bytes, party: str, replay_token: tuple[str, datetime]
     ) -> PreparedMessage:
-        """``Ingestor.prepare`` in one of the API's prepare threads.
+        """``Ingestor.prepare`` in a prepare process (``api.prepare_processes``) or thread.
 
         Raises:
             Exception: as ``Ingestor.prepare``; nothing is stored.
         """
         if self.settings.prepare_processes > 0:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._process_pool(), _prepare_elsewhere, adapter, raw, party, replay_token
-            )
+            pool = self._process_pool()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    pool, _prepare_elsewhere, adapter, raw, party, replay_token
+                )
+            except BrokenProcessPool:
+                # A prepare process died (killed, out of memory): nothing was stored, so
+                # this message is prepared here, and the next request starts a new pool.
+                _log.warning("prepare_processes_broken")
+                if self._prepare_processes is pool:
+                    self._prepare_processes = None
+                pool.shutdown(wait=False, cancel_futures=True)
         work = functools.partial(
             self.ingestor.prepare, adapter, raw, party, replay_token=replay_token
         )
