@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -14,7 +15,6 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -346,20 +346,35 @@ def remember_jti(
     """
     if not jti or len(jti) > 128:
         raise ReplayDetected("token id missing or longer than 128 characters")
-    if isinstance(connection, Session):
-        connection = connection.connection()
-    table = SQLModel.metadata.tables["replay_seen"]
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    upsert = insert(table).values(jti=jti, expires_at=expires_at)
-    # One statement decides: insert, take over an expired row, or change nothing. RETURNING
-    # tells which, where rowcount would not (drivers disagree on it after ON CONFLICT).
-    stmt = upsert.on_conflict_do_update(
-        index_elements=["jti"],
-        set_={"expires_at": upsert.excluded.expires_at},
-        where=table.c.expires_at < (now or utc_now()),
-    ).returning(table.c.jti)
-    if connection.execute(stmt).first() is None:
+    if not remember_jtis(connection, [(jti, expires_at)], now=now):
         raise ReplayDetected(f"token id {jti} was seen before")
+
+
+#: Token ids remembered by one statement at most (the statement is built once per count).
+_JTIS_PER_STATEMENT = 64
+
+
+@functools.lru_cache(maxsize=_JTIS_PER_STATEMENT)
+def _upsert_jtis(count: int) -> sa.TextClause:
+    """Remember ``count`` token ids: insert each, or take over the row of an expired token.
+
+    One statement decides for each id: insert, take over an expired row, or change nothing;
+    RETURNING names the ids remembered, where rowcount would not (drivers disagree on it
+    after ON CONFLICT). The same text on SQLite and PostgreSQL. Written as text and built
+    once per count: the dialects' upsert constructs cannot be cached, so SQLAlchemy
+    compiled them again for every batch.
+    """
+    rows = ", ".join(f"(:jti_{n}, :expires_{n})" for n in range(count))
+    statement = sa.text(
+        f"INSERT INTO replay_seen (jti, expires_at) VALUES {rows} "  # noqa: S608 - no input
+        "ON CONFLICT (jti) DO UPDATE SET expires_at = excluded.expires_at "
+        "WHERE replay_seen.expires_at < :now RETURNING jti"
+    )
+    when = SQLModel.metadata.tables["replay_seen"].c.expires_at.type
+    return statement.bindparams(
+        sa.bindparam("now", type_=when),
+        *(sa.bindparam(f"expires_{n}", type_=when) for n in range(count)),
+    )
 
 
 def remember_jtis(
@@ -368,7 +383,7 @@ def remember_jtis(
     *,
     now: datetime | None = None,
 ) -> set[str]:
-    """Remember several token ids in one statement, within the caller's transaction.
+    """Remember several token ids in one statement (per 64 ids), in the caller's transaction.
 
     ``remember_jti`` for a batch: each id is inserted, or takes over the row of an expired
     token; an id that is there and live, or that comes twice in ``tokens``, is a replay.
@@ -390,12 +405,14 @@ def remember_jtis(
         return set()
     if isinstance(connection, Session):
         connection = connection.connection()
-    table = SQLModel.metadata.tables["replay_seen"]
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    upsert = insert(table).values([{"jti": j, "expires_at": e} for j, e in unique.items()])
-    stmt = upsert.on_conflict_do_update(
-        index_elements=["jti"],
-        set_={"expires_at": upsert.excluded.expires_at},
-        where=table.c.expires_at < (now or utc_now()),
-    ).returning(table.c.jti)
-    return {row[0] for row in connection.execute(stmt)}
+    pending = list(unique.items())
+    at = now or utc_now()
+    remembered: set[str] = set()
+    for start in range(0, len(pending), _JTIS_PER_STATEMENT):
+        chunk = pending[start : start + _JTIS_PER_STATEMENT]
+        values: dict[str, object] = {"now": at}
+        for n, (jti, expires_at) in enumerate(chunk):
+            values[f"jti_{n}"] = jti
+            values[f"expires_{n}"] = expires_at
+        remembered.update(row[0] for row in connection.execute(_upsert_jtis(len(chunk)), values))
+    return remembered

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -38,6 +38,13 @@ from schemas.common import is_valid_nhs_number
 __all__ = ["IngestResult", "Ingestor", "PreparedMessage", "kept_copy", "message_digest"]
 
 _log = get_logger("pipeline")
+
+
+#: The digests of a batch one inbox consumer has already processed (built once).
+_SEEN = select(col(InboxEntry.message_id)).where(
+    col(InboxEntry.consumer) == bindparam("consumer"),
+    col(InboxEntry.message_id).in_(bindparam("digests", expanding=True)),
+)
 
 
 def message_digest(raw: bytes) -> str:
@@ -447,15 +454,21 @@ class Ingestor:
 
     @staticmethod
     def _seen_among(session: Session, items: Sequence[PreparedMessage]) -> set[tuple[str, str]]:
-        """Which (inbox consumer, digest) keys of these messages were processed before."""
-        if not items:
-            return set()
-        found = session.execute(
-            select(col(InboxEntry.consumer), col(InboxEntry.message_id)).where(
-                col(InboxEntry.message_id).in_({item.digest for item in items})
-            )
-        ).all()
-        return {(consumer, message_id) for consumer, message_id in found}
+        """Which (inbox consumer, digest) keys of these messages were processed before.
+
+        One query per inbox consumer (a batch usually has one), each by the inbox's
+        unique index: the digest alone is not its leading column, so a query by digests
+        only would read the whole inbox for every batch.
+        """
+        by_consumer: dict[str, set[str]] = {}
+        for item in items:
+            consumer, digest = item.dedup_key
+            by_consumer.setdefault(consumer, set()).add(digest)
+        seen: set[tuple[str, str]] = set()
+        for consumer, digests in by_consumer.items():
+            found = session.execute(_SEEN, {"consumer": consumer, "digests": list(digests)})
+            seen.update((consumer, digest) for digest in found.scalars())
+        return seen
 
     @staticmethod
     def _log_stored(item: PreparedMessage) -> None:

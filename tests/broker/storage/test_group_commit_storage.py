@@ -6,8 +6,11 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from broker import pipeline
 from broker.db import make_sessionmaker, remember_jti, remember_jtis, write_gate
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -82,3 +85,52 @@ def test_the_write_gate_queues_writers_on_sqlite_and_is_open_on_postgres(
         assert order == ["first in", "first out", "second in"]
     else:
         assert order == ["first in", "second in", "first out"]
+
+
+def test_a_batch_larger_than_one_statement_is_remembered_whole(db_engine: Engine) -> None:
+    # 150 ids take three statements; replays fall on both sides of their boundaries.
+    seen = {f"seen-{n}" for n in (0, 63, 64, 127, 149)}
+    with db_engine.begin() as connection:
+        assert remember_jtis(connection, [(jti, LATER) for jti in sorted(seen)], now=NOW) == seen
+    ids = [f"seen-{n}" if f"seen-{n}" in seen else f"new-{n}" for n in range(150)]
+    with db_engine.begin() as connection:
+        accepted = remember_jtis(connection, [(jti, LATER) for jti in ids], now=NOW)
+    assert accepted == set(ids) - seen
+    assert len(accepted) == 145
+    # What was stored is the expiry given, read back as UTC.
+    with db_engine.connect() as connection:
+        stored = connection.execute(
+            sa.text("SELECT expires_at FROM replay_seen WHERE jti = 'new-100'")
+        ).scalar_one()
+    assert (stored if isinstance(stored, datetime) else datetime.fromisoformat(stored)).replace(
+        tzinfo=UTC
+    ) == LATER
+
+
+def test_an_expired_row_taken_over_keeps_the_new_expiry(db_engine: Engine) -> None:
+    with db_engine.begin() as connection:
+        remember_jti(connection, "old", NOW - timedelta(seconds=1), now=NOW)
+    with db_engine.begin() as connection:
+        remember_jti(connection, "old", LATER, now=NOW)
+    # Live again until LATER: a second use before then is a replay.
+    with db_engine.begin() as connection:
+        assert (
+            remember_jtis(connection, [("old", LATER)], now=LATER - timedelta(seconds=1)) == set()
+        )
+    with db_engine.begin() as connection:
+        assert remember_jtis(connection, [("old", LATER)], now=LATER + timedelta(seconds=1)) == {
+            "old"
+        }
+
+
+def test_the_ingest_looks_up_digests_by_the_inbox_index(db_engine: Engine) -> None:
+    """Looking digests up without their inbox consumer read the whole inbox every batch."""
+    if db_engine.dialect.name != "sqlite":
+        pytest.skip("the plan is read from SQLite's EXPLAIN QUERY PLAN")
+    statement = pipeline._SEEN.params(consumer="ingest:police:tvp-police", digests=["a", "b"])
+    sql = statement.compile(dialect=db_engine.dialect, compile_kwargs={"literal_binds": True})
+    with db_engine.connect() as connection:
+        plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").all()
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "SEARCH inbox USING COVERING INDEX" in details, details
+    assert "SCAN inbox" not in details, details
