@@ -19,7 +19,7 @@ from uuid import UUID
 
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col
+from sqlmodel import Session, SQLModel, col
 
 from adapters import AdapterContext, AdapterError, InputTooLarge, Problem, get_adapter
 from broker import envelope
@@ -40,6 +40,10 @@ __all__ = ["IngestResult", "Ingestor", "PreparedMessage", "kept_copy", "message_
 _log = get_logger("pipeline")
 
 
+# Core statements, built once: the ORM's bulk-insert path cost more than the inserts.
+_INSERT_INBOX = insert(SQLModel.metadata.tables[InboxEntry.__tablename__])
+_INSERT_RAW = insert(SQLModel.metadata.tables[RawMessage.__tablename__])
+_INSERT_OUTBOX = insert(SQLModel.metadata.tables[OutboxMessage.__tablename__])
 #: The digests of a batch one inbox consumer has already processed (built once).
 _SEEN = select(col(InboxEntry.message_id)).where(
     col(InboxEntry.consumer) == bindparam("consumer"),
@@ -349,8 +353,9 @@ class Ingestor:
             if stored:
                 # A few statements for the whole batch, whatever its size; the audit chain's
                 # head row is locked once per transaction.
-                session.execute(
-                    insert(InboxEntry),
+                connection = session.connection()
+                connection.execute(
+                    _INSERT_INBOX,
                     [
                         {
                             "consumer": i.dedup_key[0],
@@ -360,10 +365,10 @@ class Ingestor:
                         for i in stored
                     ],
                 )
-                session.execute(insert(RawMessage), [i.raw_row.values() for i in stored])
+                connection.execute(_INSERT_RAW, [i.raw_row.values() for i in stored])
                 outbox = [row for i in stored for row in i.batch.outbox]
                 if outbox:
-                    session.execute(insert(OutboxMessage), outbox)
+                    connection.execute(_INSERT_OUTBOX, outbox)
                 self._service.audit.append_many(session, [r for i in stored for r in i.records])
         for item in stored:
             self._log_stored(item)
