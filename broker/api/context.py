@@ -6,12 +6,9 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import gc
 import hashlib
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,12 +31,13 @@ from broker.audit import AuditKind
 from broker.batching import Batcher
 from broker.db import DbReplayStore, session_scope
 from broker.exceptions import BrokerError, ReplayDetected
-from broker.logging import configure_logging, get_logger
+from broker.logging import get_logger
 from broker.messaging import AMQP_ERRORS, connect
 from broker.pipeline import Ingestor, IngestResult, PreparedMessage
+from broker.preparers import PrepareProcessDied, PrepareProcesses
 from broker.replay import MemoryReplayStore
 from broker.service import Service
-from broker.settings import ApiSettings, Settings
+from broker.settings import ApiSettings
 
 __all__ = [
     "AMQP_PROBE_SECONDS",
@@ -109,7 +107,7 @@ class ApiContext:
         repr=False,
     )
     #: With ``api.prepare_processes``: processes that prepare ingested messages.
-    _prepare_processes: ProcessPoolExecutor | None = field(default=None, repr=False)
+    _prepare_processes: PrepareProcesses | None = field(default=None, repr=False)
     #: The AsyncAPI document, built on first request.
     asyncapi: dict[str, Any] | None = None
     _amqp: AbstractConnection | None = field(default=None, repr=False)
@@ -192,18 +190,13 @@ class ApiContext:
             Exception: as ``Ingestor.prepare``; nothing is stored.
         """
         if self.settings.prepare_processes > 0:
-            pool = self._process_pool()
             try:
-                return await asyncio.get_running_loop().run_in_executor(
-                    pool, _prepare_elsewhere, adapter, raw, party, replay_token
-                )
-            except BrokenProcessPool:
-                # A prepare process died (killed, out of memory): nothing was stored, so
-                # this message is prepared here, and the next request starts a new pool.
-                _log.warning("prepare_processes_broken")
-                if self._prepare_processes is pool:
-                    self._prepare_processes = None
-                pool.shutdown(wait=False, cancel_futures=True)
+                return await self._preparers().prepare(adapter, raw, party, replay_token)
+            except PrepareProcessDied:
+                # A prepare process died (killed, out of memory) or none has loaded yet:
+                # nothing was stored, so this message is prepared here; a replacement
+                # process is starting.
+                _log.warning("prepare_process_unavailable")
         work = functools.partial(
             self.ingestor.prepare, adapter, raw, party, replay_token=replay_token
         )
@@ -211,14 +204,10 @@ class ApiContext:
         run = functools.partial(contextvars.copy_context().run, work)
         return await asyncio.get_running_loop().run_in_executor(self._prepare_threads, run)
 
-    def _process_pool(self) -> ProcessPoolExecutor:
+    def _preparers(self) -> PrepareProcesses:
         if self._prepare_processes is None:
-            # Spawned, not forked: this process has threads and an event loop.
-            self._prepare_processes = ProcessPoolExecutor(
-                self.settings.prepare_processes,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_preparing,
-                initargs=(self.service.settings,),
+            self._prepare_processes = PrepareProcesses(
+                self.service.settings, self.settings.prepare_processes
             )
         return self._prepare_processes
 
@@ -277,21 +266,14 @@ class ApiContext:
         """Start what the API needs before its first request: the prepare processes
         (``api.prepare_processes``), each loaded, so no request waits for one to start."""
         if self.settings.prepare_processes > 0:
-            pool = self._process_pool()
-            loop = asyncio.get_running_loop()
-            await asyncio.gather(
-                *(
-                    loop.run_in_executor(pool, _prepared_ready)
-                    for _ in range(self.settings.prepare_processes)
-                )
-            )
+            await self._preparers().start()
 
     async def aclose(self) -> None:
         """Close the probe connection; let the ingest threads end."""
         self.ingest_batcher.close()
         self._prepare_threads.shutdown(wait=False)
         if self._prepare_processes is not None:
-            self._prepare_processes.shutdown(wait=False, cancel_futures=True)
+            await self._prepare_processes.aclose()
         if self._amqp is not None and not self._amqp.is_closed:
             try:
                 await self._amqp.close()
@@ -302,34 +284,3 @@ class ApiContext:
 
 def _sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-# ---------------------------------------------------------------- prepare processes
-
-#: The ingestor of a prepare process (``api.prepare_processes``), made at its start.
-_ELSEWHERE: Ingestor | None = None
-
-
-def _start_preparing(settings: Settings) -> None:
-    """A prepare process's start: load the service (agreement, keys) once."""
-    global _ELSEWHERE  # noqa: PLW0603 - one per process, made by the pool's initializer
-    configure_logging(settings.log_level, json=True)
-    _ELSEWHERE = Ingestor(Service.load(settings))
-    # As the runtime does once started: what loading made (modules, keys, the compiled
-    # agreement) is exempt from garbage collection, so full collections stay short.
-    gc.collect()
-    gc.freeze()
-
-
-def _prepare_elsewhere(
-    adapter: str, raw: bytes, party: str, replay_token: tuple[str, datetime]
-) -> PreparedMessage:
-    """``Ingestor.prepare`` in a prepare process; what it makes is sent back pickled."""
-    if _ELSEWHERE is None:  # pragma: no cover - the initializer always runs first
-        raise RuntimeError("prepare process not started")
-    return _ELSEWHERE.prepare(adapter, raw, party, replay_token=replay_token)
-
-
-def _prepared_ready() -> bool:
-    """Whether this prepare process has loaded its service (a start-up probe)."""
-    return _ELSEWHERE is not None

@@ -18,8 +18,10 @@ from fastapi import FastAPI
 
 from broker.api import create_app
 from broker.models import OutboxMessage
+from broker.preparers import PrepareProcessDied, PrepareProcesses
 from broker.samples import render_all
 from broker.service import Service
+from tests.api import prepare_targets
 from tests.api.conftest import BASE_URL, AssertionMaker, make_settings
 from tests.api.test_ingest import POLICE, _auth, _count, _police_sample
 
@@ -50,6 +52,7 @@ async def test_a_message_prepared_in_another_process_is_stored_and_answered(
     pooled: tuple[FastAPI, Service], assertion: AssertionMaker
 ) -> None:
     app, service = pooled
+    await app.state.api.start()  # as the lifespan does: the process has loaded
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url=BASE_URL, timeout=60
     ) as client:
@@ -61,21 +64,21 @@ async def test_a_message_prepared_in_another_process_is_stored_and_answered(
         bad = await client.post(POLICE, content=b'{"record_id": 5}', headers=_auth(assertion()))
         assert bad.status_code == 422, bad.text
         assert bad.json()["problems"]
-    pool = app.state.api._prepare_processes
-    assert pool is not None  # the work really went to the pool
+    # The work really went to the process: both messages were answered from there.
+    assert app.state.api._prepare_processes.answered == 2
 
 
 async def test_a_dead_prepare_process_fails_no_request(
     pooled: tuple[FastAPI, Service], assertion: AssertionMaker
 ) -> None:
-    """Its pool is broken for good: the request in flight is prepared in the API's own
-    threads, and the next one gets a new pool."""
+    """Requests while no process is ready are prepared in the API's own threads, and a
+    new process is started in its place."""
     app, _ = pooled
     context = app.state.api
     await context.start()
-    first = context._prepare_processes
-    loop = asyncio.get_running_loop()
-    os.kill(await loop.run_in_executor(first, os.getpid), signal.SIGKILL)
+    processes = context._prepare_processes
+    (first,) = processes.pids
+    os.kill(first, signal.SIGKILL)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url=BASE_URL, timeout=60
     ) as client:
@@ -84,5 +87,89 @@ async def test_a_dead_prepare_process_fails_no_request(
             for raw in _police_samples(2)
         ]
     assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
-    assert context._prepare_processes is not None
-    assert context._prepare_processes is not first
+    # A replacement loads and takes the work again.
+    for _ in range(600):
+        if processes.pids and processes.pids != [first] and processes._processes[0].ready.done():
+            break
+        await asyncio.sleep(0.1)
+    (second,) = processes.pids
+    assert second != first
+    answered = processes.answered
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=BASE_URL, timeout=60
+    ) as client:
+        again = await client.post(POLICE, content=_police_samples(3)[2], headers=_auth(assertion()))
+    assert again.status_code == 202, again.text
+    assert processes.answered == answered + 1
+
+
+async def test_what_preparing_raises_crosses_with_its_type(
+    pooled: tuple[FastAPI, Service],
+) -> None:
+    _, service = pooled
+    processes = PrepareProcesses(service.settings, 1)
+    try:
+        await processes.start()
+        with pytest.raises(KeyError):
+            await processes.prepare("no-such-adapter", b"{}", "tvp-police", None)
+        # The process goes on: the next message is prepared there.
+        prepared = await processes.prepare("police", _police_sample(), "tvp-police", None)
+        assert prepared.result.event_ids
+        assert processes.answered == 2
+    finally:
+        await processes.aclose()
+
+
+async def test_an_exception_that_cannot_cross_arrives_as_its_type_name(
+    pooled: tuple[FastAPI, Service],
+) -> None:
+    _, service = pooled
+    processes = PrepareProcesses(service.settings, 1, target=prepare_targets.unpicklable)
+    try:
+        await processes.start()
+        with pytest.raises(RuntimeError, match="prepare failed: Unpicklable"):
+            await processes.prepare("police", b"{}", "tvp-police", None)
+    finally:
+        await processes.aclose()
+
+
+async def test_a_process_that_dies_fails_only_what_it_held_and_is_replaced(
+    pooled: tuple[FastAPI, Service],
+) -> None:
+    _, service = pooled
+    processes = PrepareProcesses(service.settings, 1, target=prepare_targets.silent)
+    try:
+        await processes.start()
+        (first,) = processes.pids
+        held = [
+            asyncio.ensure_future(processes.prepare("police", b"{}", "tvp-police", None))
+            for _ in range(3)
+        ]
+        await asyncio.sleep(0.2)
+        assert not any(h.done() for h in held)
+        os.kill(first, signal.SIGKILL)
+        for h in held:
+            with pytest.raises(PrepareProcessDied):
+                await asyncio.wait_for(h, 30)
+        # A new process is started in its place at once.
+        for _ in range(300):
+            if processes.pids and processes.pids != [first]:
+                break
+            await asyncio.sleep(0.1)
+        (second,) = processes.pids
+        assert second != first
+    finally:
+        await processes.aclose()
+    assert processes.pids == []
+
+
+async def test_closing_ends_the_processes(pooled: tuple[FastAPI, Service]) -> None:
+    _, service = pooled
+    processes = PrepareProcesses(service.settings, 2)
+    await processes.start()
+    workers = [p.process for p in processes._processes]
+    assert len(processes.pids) == 2
+    await processes.aclose()
+    assert all(w.exitcode is not None for w in workers)
+    with pytest.raises(PrepareProcessDied):
+        await processes.prepare("police", b"{}", "tvp-police", None)
