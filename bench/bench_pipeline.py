@@ -593,12 +593,19 @@ class AlertClock:
         session.info.pop("bench_alerts", None)
 
 
-def broker_settings(rabbit: Rabbit, db_url: str, keys_dir: Path, prefetch: int) -> Settings:
+def broker_settings(
+    rabbit: Rabbit, db_url: str, keys_dir: Path, prefetch: int, prepare_processes: int = 0
+) -> Settings:
     return Settings(
         _env_file=None,
         environment="development",
         agreement_path=AGREEMENT,
-        amqp=AmqpSettings(url=SecretStr(rabbit.url), timeout_seconds=10, prefetch=prefetch),
+        amqp=AmqpSettings(
+            url=SecretStr(rabbit.url),
+            timeout_seconds=10,
+            prefetch=prefetch,
+            prepare_processes=prepare_processes,
+        ),
         database=DatabaseSettings(url=SecretStr(db_url)),
         crypto=CryptoSettings(keys_dir=keys_dir, service_party=SERVICE_PARTY),
     )
@@ -630,12 +637,15 @@ class BrokerHarness:
         cpu = time.process_time()
         started = time.perf_counter()
         await runtime.start()
+        # The prepare processes (``--prepare-processes``) start loaded: their CPU from here.
+        helpers = runtime.preparers.pids if runtime.preparers is not None else []
+        helper_cpu = sum(_cpu_of(pid) for pid in helpers)
         try:
             # Only this run's alerts commit meanwhile, so counting them is enough.
             await _wait_for(
                 lambda: len(committed) >= target, 60 + len(messages) / 20, "broker backlog"
             )
-            cpu = time.process_time() - cpu
+            cpu = time.process_time() - cpu + sum(_cpu_of(pid) for pid in helpers) - helper_cpu
         finally:
             await runtime.stop()
         return _throughput([committed[i] for i in ids], started, cpu, load)
@@ -663,6 +673,12 @@ class BrokerHarness:
             await runtime.stop()
         done = {first + k: committed[i] for k, i in enumerate(ids)}
         return _latency(sent, done, first + warm, rate, load)
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user and system) another process has used, from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _broker_counts(service: Service) -> dict[str, Any]:
@@ -715,6 +731,7 @@ def report(args: argparse.Namespace, backend: str, bare: PathResult, real: PathR
         f"{args.events} events each way; paced {args.rate:g}/s x {args.duration:g} s "
         f"(+{args.warmup:g} s warm-up); prefetch {args.prefetch}"
         + ("; WITHOUT the intake's triage (diagnostic)" if args.without_triage else "")
+        + (f"; {args.prepare_processes} prepare processes" if args.prepare_processes else "")
     )
     print(
         "\n| round | path | sustained ev/s | overall ev/s | CPU µs/event | load before→after |\n"
@@ -810,7 +827,10 @@ async def run(args: argparse.Namespace) -> bool:
             broker = None
             if args.only in (None, "broker"):
                 broker = BrokerHarness(
-                    rabbit, broker_settings(rabbit, db_url, keys_dir, args.prefetch)
+                    rabbit,
+                    broker_settings(
+                        rabbit, db_url, keys_dir, args.prefetch, args.prepare_processes
+                    ),
                 )
                 await broker.setup()
             try:
@@ -878,6 +898,12 @@ def main() -> None:
         action="store_true",
         help="diagnostic: skip the MASH intake's triage (linking, episodes, clocks, scoring) "
         "to show what the rest of the path costs; not the real path",
+    )
+    parser.add_argument(
+        "--prepare-processes",
+        type=int,
+        default=0,
+        help="amqp.prepare_processes of the broker (their CPU is counted with the service's)",
     )
     parser.add_argument("--log-file", default=None, help="keep the service log here")
     parser.add_argument("--json", default=None, help="also write the figures to this file")

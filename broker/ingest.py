@@ -11,6 +11,7 @@ from broker.exceptions import TransportError
 from broker.logging import get_logger
 from broker.messaging import Consumer, ReceivedMessage, RejectMessage, RetryLater
 from broker.pipeline import Ingestor, IngestResult, PreparedMessage
+from broker.preparers import PrepareProcessDied, PrepareProcesses
 from broker.service import Service
 from broker.topology import ingest_queue_name
 
@@ -46,10 +47,11 @@ def source_of(message: ReceivedMessage, service: Service, default: str) -> str:
 class IngestWorker:
     """Consumes one adapter's ingest queue: pipeline, commit, then ack.
 
-    Each delivery is translated, decided and sealed in a worker thread of its own as soon
-    as it arrives; what is ready while a transaction commits is stored together in the
-    next one (``broker.batching``): one commit for many messages, and each message is
-    still acknowledged only after the commit that stored it.
+    Each delivery is translated, decided and sealed as soon as it arrives, in a worker
+    thread of its own or a prepare process (``amqp.prepare_processes``); what is ready
+    while a transaction commits is stored together in the next one (``broker.batching``):
+    one commit for many messages, and each message is still acknowledged only after the
+    commit that stored it.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class IngestWorker:
         *,
         on_stored: Callable[[], None] | None = None,
         max_batch: int | None = None,
+        preparers: PrepareProcesses | None = None,
     ) -> None:
         """Prepare the worker; ``run`` its ``consumer`` to start.
 
@@ -68,12 +71,15 @@ class IngestWorker:
             on_stored: called (on the event loop) after a commit that wrote outbox rows,
                 e.g. to wake the relay at once instead of at its next poll.
             max_batch: the most messages per transaction; the consumer prefetch if None.
+            preparers: prepare processes (``amqp.prepare_processes``) to translate, decide
+                and seal in; threads of this process if None, or if none is ready.
         """
         self._service = service
         self._adapter = adapter_name
         self._default_source = get_adapter(adapter_name).default_source
         self._ingestor = Ingestor(service)
         self._on_stored = on_stored
+        self._preparers = preparers
         self._batcher: Batcher[PreparedMessage, IngestResult] = Batcher(
             self._store_batch,
             max_size=max_batch or service.settings.amqp.prefetch,
@@ -88,9 +94,7 @@ class IngestWorker:
 
     async def _handle(self, message: ReceivedMessage) -> None:
         source = source_of(message, self._service, self._default_source)
-        prepared = await asyncio.to_thread(
-            self._ingestor.prepare, self._adapter, message.body, source
-        )
+        prepared = await self._prepare(message.body, source)
         try:
             result = await self._batcher.submit(prepared)
         except TransportError as exc:
@@ -100,6 +104,16 @@ class IngestWorker:
             self._on_stored()
         if result.rejected and not result.duplicate:
             raise RejectMessage("adapter_error")
+
+    async def _prepare(self, body: bytes, source: str) -> PreparedMessage:
+        if self._preparers is not None:
+            try:
+                return await self._preparers.prepare(self._adapter, body, source, None)
+            except PrepareProcessDied:
+                # Nothing was stored: this message is prepared here while a replacement
+                # process starts.
+                _log.warning("prepare_process_unavailable", adapter=self._adapter)
+        return await asyncio.to_thread(self._ingestor.prepare, self._adapter, body, source)
 
     def _store_batch(self, items: Sequence[PreparedMessage]) -> list[IngestResult | BaseException]:
         """One transaction for the batch; if it fails, each message on its own."""

@@ -32,6 +32,7 @@ from broker.messaging import (
     retry_while_unavailable,
 )
 from broker.outbox import OutboxRelay
+from broker.preparers import PrepareProcesses
 from broker.service import Service
 from broker.topology import ensure_topology
 
@@ -106,13 +107,22 @@ class Runtime:
         self._publisher: Publisher | None = None
         self.relay: OutboxRelay | None = None
         self.api_server: uvicorn.Server | None = None
+        #: With ``amqp.prepare_processes``: the ingest workers' prepare processes.
+        self.preparers: PrepareProcesses | None = None
 
     async def start(self) -> None:
         """Declare the topology, then start each part and wait until its consumers listen."""
         await self._declare_topology()
         if "ingest" in self.parts:
+            if self.service.settings.amqp.prepare_processes > 0:
+                self.preparers = PrepareProcesses(
+                    self.service.settings, self.service.settings.amqp.prepare_processes
+                )
+                await self.preparers.start()
             for adapter in ADAPTER_NAMES:
-                worker = IngestWorker(self.service, adapter, on_stored=self._wake_relay)
+                worker = IngestWorker(
+                    self.service, adapter, on_stored=self._wake_relay, preparers=self.preparers
+                )
                 self.consumers.append(worker.consumer)
         if "intake" in self.parts:
             self.consumers.append(IntakeConsumer(self.service).consumer)
@@ -175,6 +185,8 @@ class Runtime:
                 await task
         if self._publisher is not None:
             await self._publisher.close()
+        if self.preparers is not None:
+            await self.preparers.aclose()
         _log.info("service_stopped")
 
     async def __aenter__(self) -> Runtime:

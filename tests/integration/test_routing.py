@@ -366,3 +366,37 @@ async def test_an_audit_write_failure_means_no_ack_and_no_effect(
     assert dead == [item[1]]
     assert _count(service, select(func.count()).select_from(OutboxMessage)) == 0
     assert _count(service, select(func.count()).select_from(AuditEntry)) == 0
+
+
+async def test_ingest_prepared_in_processes_routes_the_same(service: Service) -> None:
+    """``amqp.prepare_processes``: the AMQP ingest translates, decides and seals in
+    another process, and stores exactly what it stores when it prepares in threads."""
+    service.settings.amqp.prepare_processes = 1
+    items = _native_samples()
+    expected = _expected(service, items)
+    mash_events = {event_id for event_id, party in expected if party == "wam-mash"}
+    runtime = Runtime(service, ["ingest", "relay", "intake"])
+    async with runtime:
+        assert runtime.preparers is not None
+        processes = runtime.preparers.pids
+        assert len(processes) == 1
+        await publish_native(service, items)
+        await eventually(
+            lambda: (
+                _count(service, select(func.count()).select_from(MashAlert)) == len(mash_events)
+                and outbox_backlog(service) == 0
+            )
+        )
+        # Every native message was prepared in the process (rejected ones included).
+        assert runtime.preparers.answered == len(items)
+    with session_scope(service.sessions) as session:
+        outbox = Counter(
+            (row[0], row[1])
+            for row in session.execute(
+                select(col(OutboxMessage.event_id), col(OutboxMessage.recipient))
+            )
+        )
+        report = verify(session, audit_public_keys(service))
+    assert outbox == expected
+    assert report.ok, report.summary()
+    assert runtime.preparers.pids == []  # stopped with the service
