@@ -338,6 +338,7 @@ class IntakeConsumer:
         if len(alerts) > 1:
             try:
                 with session.begin_nested(), triage_batch(session):
+                    self.intake_store.preload(session, [claims for _, claims in alerts])
                     for alert, claims in alerts:
                         self.intake_store.on_alert(session, alert, claims)
             except (TransportError, OperationalError):

@@ -264,6 +264,59 @@ _Made = dict[type[SQLModel], dict[str, SQLModel]]
 _Row = TypeVar("_Row", bound=SQLModel)
 
 
+#: ``session.info`` key: what ``IntakeStore.preload`` read for a triage batch.
+_PRELOADED = "intake.preloaded"
+
+#: The stored episodes of a batch's alerts, in one query.
+_BATCH_EPISODES = select(IntakeEpisode).where(
+    col(IntakeEpisode.episode_id).in_(bindparam("ids", expanding=True))
+)
+#: What the stored alerts of a batch's episodes state about them, in one query.
+_BATCH_FACTS = select(
+    col(IntakeAlert.episode_id), col(IntakeAlert.alert_id), col(IntakeAlert.episode_fact)
+).where(col(IntakeAlert.episode_id).in_(bindparam("ids", expanding=True)))
+#: Every stored child that could be a candidate of one of a batch's alerts: each strong
+#: identifier among the batch's, or name and date of birth each among the batch's (a
+#: superset, narrowed in memory by ``_matches``, as the per-alert query would).
+_BATCH_CANDIDATES = select(IntakeChild).where(
+    col(IntakeChild.merged_into).is_(None),
+    or_(
+        *(
+            col(getattr(IntakeChild, name)).in_(bindparam(name, expanding=True))
+            for name in STRONG_IDS
+        ),
+        and_(
+            *(
+                col(getattr(IntakeChild, name)).in_(bindparam(name, expanding=True))
+                for name in WEAK_FIELDS
+            )
+        ),
+    ),
+)
+
+
+@dataclass(eq=False)
+class _Preloaded:
+    """What a triage batch's alerts will look up, read once for the whole batch."""
+
+    #: Parsed events, by ``id`` of the claims they came from.
+    events: dict[int, Event | None]
+    #: The batch's episodes that were stored when it began (held: the session's identity
+    #: map keeps rows only while something refers to them).
+    episodes: dict[str, IntakeEpisode]
+    #: The batch's episode ids that were not stored when it began.
+    absent: set[str]
+    #: Per episode of the batch: (alert id, stored fact) of its alerts, this batch's too.
+    facts: dict[str, list[tuple[int, dict[str, Any] | None]]]
+    #: Stored children that may be candidates of the batch's alerts; None: not read.
+    children: list[IntakeChild] | None
+
+
+def _preloaded(session: Session) -> _Preloaded | None:
+    loaded: _Preloaded | None = session.info.get(_PRELOADED)
+    return loaded
+
+
 @contextmanager
 def triage_batch(session: Session) -> Iterator[None]:
     """Triage alerts in ``session`` with few flushes: within it, the rows ``on_alert``
@@ -277,6 +330,7 @@ def triage_batch(session: Session) -> Iterator[None]:
             yield
     finally:
         session.info.pop(_MADE, None)
+        session.info.pop(_PRELOADED, None)
 
 
 def _made(session: Session) -> _Made | None:
@@ -297,6 +351,12 @@ def _find(session: Session, model: type[_Row], key: str) -> _Row | None:
         row = made.get(model, {}).get(key)
         if row is not None:
             return row  # type: ignore[return-value]
+    loaded = _preloaded(session)
+    if loaded is not None and model is IntakeEpisode:
+        if key in loaded.episodes:
+            return loaded.episodes[key]  # type: ignore[return-value]
+        if key in loaded.absent:
+            return None
     return session.get(model, key)
 
 
@@ -337,6 +397,62 @@ class IntakeStore:
 
     # ------------------------------------------------------------------ the entry point
 
+    def preload(self, session: Session, batch: Sequence[DisclosureClaims]) -> None:
+        """Read what a triage batch's alerts will look up, in three queries for the batch:
+        their episodes, what the episodes' stored alerts state, and the stored children
+        that may be their candidates; ``on_alert`` then finds them in memory instead of
+        querying once per alert. Call it inside ``triage_batch``, before the first
+        ``on_alert`` of the batch.
+
+        What the batch itself writes meanwhile is known the same way: the rows it makes
+        (``triage_batch``), the facts its alerts state (added as each is triaged), and the
+        identifiers it fills in (on the same row objects).
+        """
+        events: dict[int, Event | None] = {}
+        episode_ids: set[str] = set()
+        values: dict[str, set[object]] = {name: set() for name in _IDENTITY_FIELDS}
+        for claims in batch:
+            event = parse_event(claims.event)
+            events[id(claims)] = event
+            if event is None:
+                continue
+            key = episode_key(event) if isinstance(event.body, _EPISODIC) else None
+            if key is not None:
+                episode_ids.add(key)
+            if event.subject is not None:
+                me = blind_identity(identity_of(event.subject), self.context.link_key)
+                for strong in STRONG_IDS:
+                    if getattr(me, strong) is not None:
+                        values[strong].add(getattr(me, strong))
+                if me.has_weak_fields:
+                    for weak in WEAK_FIELDS:
+                        values[weak].add(getattr(me, weak))
+        episodes: dict[str, IntakeEpisode] = {}
+        facts: dict[str, list[tuple[int, dict[str, Any] | None]]] = {}
+        if episode_ids:
+            ids = sorted(episode_ids)
+            episodes = {
+                row.episode_id: row
+                for row in session.execute(_BATCH_EPISODES, {"ids": ids}).scalars()
+            }
+            facts = {episode_id: [] for episode_id in ids}
+            for episode_id, alert_id, stored in session.execute(_BATCH_FACTS, {"ids": ids}):
+                facts[episode_id].append((alert_id, stored))
+        children: list[IntakeChild] = []
+        if any(values.values()):
+            children = list(
+                session.execute(
+                    _BATCH_CANDIDATES, {name: sorted(v, key=str) for name, v in values.items()}
+                ).scalars()
+            )
+        session.info[_PRELOADED] = _Preloaded(
+            events=events,
+            episodes=episodes,
+            absent=episode_ids - episodes.keys(),
+            facts=facts,
+            children=children,
+        )
+
     def on_alert(self, session: Session, alert: MashAlert, claims: DisclosureClaims) -> None:
         """Link, fold, clock and score a newly stored alert, in the caller's transaction.
 
@@ -349,7 +465,11 @@ class IntakeStore:
             claims: its opened claims.
         """
         assert alert.id is not None  # noqa: S101 - the consumer flushes before calling
-        event = parse_event(claims.event)
+        loaded = _preloaded(session)
+        if loaded is not None and id(claims) in loaded.events:
+            event = loaded.events[id(claims)]
+        else:
+            event = parse_event(claims.event)
         link = self.link(session, alert.id, event)
         episode_id = episode_key(event) if event and isinstance(event.body, _EPISODIC) else None
         child_key = link.child_key
@@ -383,6 +503,9 @@ class IntakeStore:
             **self._score(session, event, child_key, episodes=episodes),
         }
         session.execute(insert(IntakeAlert), [row])
+        if loaded is not None and episode_id is not None and episode_id in loaded.facts:
+            # Later alerts of the batch fold this one's fact, as a query would find it.
+            loaded.facts[episode_id].append((alert.id, row["episode_fact"]))
         _log.info(
             "alert_triaged",
             alert_id=alert.id,
@@ -424,12 +547,18 @@ class IntakeStore:
         strong = tuple(name for name in STRONG_IDS if getattr(me, name) is not None)
         if not strong and not me.has_weak_fields:
             return []
-        names = strong + (WEAK_FIELDS if me.has_weak_fields else ())
-        statement = _candidate_query(strong, me.has_weak_fields)
-        found = {
-            row.child_key: row
-            for row in session.execute(statement, {n: getattr(me, n) for n in names}).scalars()
-        }
+        loaded = _preloaded(session)
+        if loaded is not None and loaded.children is not None:
+            # Read for the whole batch; the rows are the session's own, so identifiers an
+            # earlier alert of the batch filled in are seen here.
+            found = {row.child_key: row for row in loaded.children if _matches(row, me, strong)}
+        else:
+            names = strong + (WEAK_FIELDS if me.has_weak_fields else ())
+            statement = _candidate_query(strong, me.has_weak_fields)
+            found = {
+                row.child_key: row
+                for row in session.execute(statement, {n: getattr(me, n) for n in names}).scalars()
+            }
         # Children made earlier in this batch are not flushed yet: matched here as the
         # query would match them.
         for row in _made_of(session, IntakeChild):
@@ -522,7 +651,15 @@ class IntakeStore:
         Kept beside each alert when it is stored; an alert stored before that was kept is
         opened again (decrypted and verified) to read it.
         """
-        rows = session.execute(_EPISODE_FACTS, {"episode_id": episode_id}).all()
+        loaded = _preloaded(session)
+        rows: Sequence[tuple[int, dict[str, Any] | None]]
+        if loaded is not None and episode_id in loaded.facts:
+            rows = loaded.facts[episode_id]
+        else:
+            rows = [
+                (alert_id, stored)
+                for alert_id, stored in session.execute(_EPISODE_FACTS, {"episode_id": episode_id})
+            ]
         facts = [EpisodeFact.from_json(stored) for _, stored in rows if stored is not None]
         unkept = [alert_id for alert_id, stored in rows if stored is None]
         if unkept:

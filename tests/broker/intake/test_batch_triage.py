@@ -245,9 +245,13 @@ def _no_fallback(*_args: object) -> None:
     raise AssertionError("the batch's triage failed and fell back to one alert at a time")
 
 
+@pytest.mark.parametrize("first_batch", [0, 3, 6], ids=["one-batch", "after-3", "after-6"])
 def test_a_batch_is_triaged_as_its_alerts_one_by_one(
-    db_backend: str, tmp_path: Path, intake_keys: Path
+    db_backend: str, tmp_path: Path, intake_keys: Path, first_batch: int
 ) -> None:
+    """With ``first_batch``, the alerts come in two batches: the second must find what the
+    first stored (children to link, episodes to fold, their alerts' facts) as stored rows,
+    not as rows of its own batch."""
     events = _scenario()
     states = []
     for batched in (False, True):
@@ -261,7 +265,10 @@ def test_a_batch_is_triaged_as_its_alerts_one_by_one(
                         # The batch must succeed as a batch, not by falling back to
                         # triaging its alerts one by one.
                         patch.setattr(consumer, "_triage", _no_fallback)
-                        outcomes = consumer.store_many(tokens)
+                        outcomes = []
+                        for part in (tokens[:first_batch], tokens[first_batch:]):
+                            if part:
+                                outcomes.extend(consumer.store_many(part))
                 else:
                     outcomes = [consumer.store(token, None) for token, _ in tokens]
                 assert outcomes == [StoreOutcome.STORED] * len(events)
