@@ -1,5 +1,8 @@
 """Prepare processes: messages translated, decided and sealed outside the serving process.
 
+They also open (decrypt and verify) disclosures for the MASH intake, the other pure-CPU
+step of the path.
+
 Preparing a message (``Ingestor.prepare``: the adapter, the policy, one JOSE seal per
 recipient) is pure CPU and holds the GIL throughout; in the process that also serves
 HTTP and stores batches it makes every other thread wait. ``PrepareProcesses`` runs it
@@ -26,11 +29,12 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from broker.exceptions import BrokerError
+from broker.intake.opening import DisclosureOpener, Opened
 from broker.logging import configure_logging, get_logger
 from broker.pipeline import Ingestor, PreparedMessage
 from broker.service import Service
@@ -44,6 +48,9 @@ _log = get_logger("preparers")
 _HEADER = struct.Struct(">I")
 #: The id of the frame a process sends once it has loaded the service.
 _READY = 0
+#: The operations a process does.
+_PREPARE = "prepare"
+_OPEN = "open"
 #: Seconds a process may take to load the service before it is given up on.
 START_SECONDS = 120.0
 #: Seconds ``aclose`` waits for a process to exit before killing it.
@@ -60,7 +67,7 @@ class _Process:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     ready: asyncio.Future[None]
-    pending: dict[int, asyncio.Future[PreparedMessage]] = field(default_factory=dict)
+    pending: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
     reading: asyncio.Task[None] | None = None
     alive: bool = True
 
@@ -119,6 +126,20 @@ class PrepareProcesses:
                 first; nothing was stored.
             Exception: what ``Ingestor.prepare`` raised in the process.
         """
+        prepared: PreparedMessage = await self._call(_PREPARE, (adapter, raw, party, replay_token))
+        return prepared
+
+    async def open(self, party: str, body: bytes) -> Opened:
+        """``DisclosureOpener.open`` for ``party`` (as of now) in the least busy process.
+
+        Raises:
+            SecurityError: the token failed a check.
+            PrepareProcessDied: as for :meth:`prepare`.
+        """
+        opened: Opened = await self._call(_OPEN, (party, body))
+        return opened
+
+    async def _call(self, op: str, args: tuple[Any, ...]) -> Any:
         if self._closed:
             raise PrepareProcessDied("prepare processes closed")
         self._replace_dead()
@@ -127,9 +148,9 @@ class PrepareProcesses:
             raise PrepareProcessDied("no prepare process is ready")
         chosen = min(ready, key=lambda p: len(p.pending))
         number = next(self._ids)
-        answer: asyncio.Future[PreparedMessage] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         chosen.pending[number] = answer
-        frame = pickle.dumps((number, adapter, raw, party, replay_token), pickle.HIGHEST_PROTOCOL)
+        frame = pickle.dumps((number, op, args), pickle.HIGHEST_PROTOCOL)
         try:
             chosen.writer.write(_HEADER.pack(len(frame)) + frame)
             await chosen.writer.drain()
@@ -262,9 +283,23 @@ def _join(process: BaseProcess) -> None:
 
 
 def _serve(sock: socket.socket, settings: Settings) -> None:
-    """A prepare process: load the service once, then prepare what arrives, in order."""
+    """A prepare process: load the service once, then do what arrives, in order."""
     configure_logging(settings.log_level, json=True)
-    ingestor = Ingestor(Service.load(settings))
+    service = Service.load(settings)
+    ingestor = Ingestor(service)
+    openers: dict[str, DisclosureOpener] = {}
+
+    def do(op: str, args: tuple[Any, ...]) -> Any:
+        if op == _PREPARE:
+            adapter, raw, party, replay_token = args
+            return ingestor.prepare(adapter, raw, party, replay_token=replay_token)
+        if op == _OPEN:
+            party, body = args
+            if party not in openers:
+                openers[party] = DisclosureOpener(service, party)
+            return openers[party].open(body, datetime.now(UTC))
+        raise ValueError(f"unknown operation {op!r}")
+
     # As the runtime does once started: what loading made (modules, keys, the compiled
     # agreement) is exempt from garbage collection, so full collections stay short.
     gc.collect()
@@ -276,13 +311,13 @@ def _serve(sock: socket.socket, settings: Settings) -> None:
             if len(header) < _HEADER.size:
                 return  # the serving process closed the socket: time to end
             (size,) = _HEADER.unpack(header)
-            number, adapter, raw, party, replay_token = pickle.loads(incoming.read(size))  # noqa: S301 - our own parent process
+            number, op, args = pickle.loads(incoming.read(size))  # noqa: S301 - our own parent process
             try:
-                prepared = ingestor.prepare(adapter, raw, party, replay_token=replay_token)
+                result = do(op, args)
             except Exception as exc:  # noqa: BLE001 - handed back to the caller
                 _send(sock, number, False, exc)
             else:
-                _send(sock, number, True, prepared)
+                _send(sock, number, True, result)
 
 
 def _send(sock: socket.socket, number: int, ok: bool, value: Any) -> None:

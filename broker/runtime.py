@@ -107,25 +107,27 @@ class Runtime:
         self._publisher: Publisher | None = None
         self.relay: OutboxRelay | None = None
         self.api_server: uvicorn.Server | None = None
-        #: With ``amqp.prepare_processes``: the ingest workers' prepare processes.
+        #: With ``amqp.prepare_processes``: the ingest workers' and the intake's prepare processes.
         self.preparers: PrepareProcesses | None = None
 
     async def start(self) -> None:
         """Declare the topology, then start each part and wait until its consumers listen."""
         await self._declare_topology()
+        amqp = self.service.settings.amqp
+        if amqp.prepare_processes > 0 and {"ingest", "intake"} & set(self.parts):
+            # Shared by the ingest workers (translate, decide, seal) and the MASH intake
+            # (open): the CPU-bound steps, out of this process's event loop and threads.
+            self.preparers = PrepareProcesses(self.service.settings, amqp.prepare_processes)
+            await self.preparers.start()
         if "ingest" in self.parts:
-            if self.service.settings.amqp.prepare_processes > 0:
-                self.preparers = PrepareProcesses(
-                    self.service.settings, self.service.settings.amqp.prepare_processes
-                )
-                await self.preparers.start()
             for adapter in ADAPTER_NAMES:
                 worker = IngestWorker(
                     self.service, adapter, on_stored=self._wake_relay, preparers=self.preparers
                 )
                 self.consumers.append(worker.consumer)
         if "intake" in self.parts:
-            self.consumers.append(IntakeConsumer(self.service).consumer)
+            intake = IntakeConsumer(self.service, preparers=self.preparers)
+            self.consumers.append(intake.consumer)
         if "xborder" in self.parts:
             receiver = await CrossBorderReceiver.prepare(self.service)
             if receiver is not None:
@@ -139,7 +141,6 @@ class Runtime:
             self._spawn(self.relay.run(self._stop), "outbox relay")
         if "checkpoints" in self.parts:
             self._spawn(self._checkpoints(), "audit checkpoints")
-        amqp = self.service.settings.amqp
         if "redrive" in self.parts and amqp.redrive_interval_seconds and amqp.redrive_max:
             self._spawn(self._redrive_returned(), "dead-letter re-drive")
         for consumer in self.consumers:

@@ -42,8 +42,9 @@ class AmqpSettings(BaseModel):
     #: AMQP user name → party id. RabbitMQ checks a message's ``user_id`` property against
     #: the user that published it, so this is how the AMQP ingest knows who sent a message.
     partner_users: dict[str, str] = Field(default_factory=dict)
-    #: Processes that translate, decide and seal what the AMQP ingest queues deliver
-    #: (0: threads of the service process), as ``api.prepare_processes`` for HTTP.
+    #: Processes that translate, decide and seal what the AMQP ingest queues deliver, and
+    #: open the MASH intake's deliveries (0: threads of the service process), as
+    #: ``api.prepare_processes`` does for HTTP.
     prepare_processes: int = Field(default=0, ge=0, le=16)
 
 

@@ -113,6 +113,7 @@ SERVICE_MODULES = (
     "broker.intake.consumer",
     "broker.intake.context",
     "broker.intake.linkkey",
+    "broker.intake.opening",
     "broker.intake.store",
     "broker.intake.tables",
     "broker.intake.triage",

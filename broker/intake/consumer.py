@@ -14,14 +14,14 @@ from broker import envelope
 from broker.audit import AuditKind, AuditLog, AuditRecord
 from broker.batching import Batcher, together_else_each
 from broker.db import remember_jti, remember_jtis, session_scope, write_gate
-from broker.envelope import EnvelopeLimits
 from broker.exceptions import ReplayDetected, SecurityError, TransportError
 from broker.intake.context import IntakeContext
+from broker.intake.opening import DisclosureOpener, Opened
 from broker.intake.store import IntakeStore, triage_batch
-from broker.keys import PartyKeys
 from broker.logging import get_logger
 from broker.messaging import Consumer, ReceivedMessage, RejectMessage, RetryLater
 from broker.models import InboxEntry, MashAlert
+from broker.preparers import PrepareProcessDied, PrepareProcesses
 from broker.service import Service
 from broker.topology import Recipient, RecipientKind, recipient_queue_name
 from schemas import DisclosureClaims
@@ -42,19 +42,8 @@ class _SessionReplay:
         remember_jti(self._session, jti, expires_at)
 
 
-class _DeferredReplay:
-    """Keeps the token id ``open`` accepted, for the batch to remember in its transaction.
-
-    The batch opens every token before it writes anything, so the cryptography runs
-    outside the database's write lock; the ids are then remembered one by one inside the
-    transaction, where a replay is still refused.
-    """
-
-    def __init__(self) -> None:
-        self.jti: tuple[str, datetime] | None = None
-
-    def check_and_remember(self, jti: str, expires_at: datetime) -> None:
-        self.jti = (jti, expires_at)
+#: A delivery as the batcher holds it: body, AMQP message id, and what opening it gave.
+_Delivery = tuple[bytes, str | None, Opened | SecurityError | None]
 
 
 class StoreOutcome:
@@ -67,21 +56,37 @@ class StoreOutcome:
 class IntakeConsumer:
     """Consumes the borough's MASH queue on behalf of the MASH party."""
 
-    def __init__(self, service: Service, party: str | None = None) -> None:
+    def __init__(
+        self,
+        service: Service,
+        party: str | None = None,
+        *,
+        preparers: PrepareProcesses | None = None,
+    ) -> None:
+        """Prepare the consumer; ``run`` its ``consumer`` to start.
+
+        Args:
+            service: the loaded service.
+            party: the MASH party whose queue to consume; ``intake.mash_party`` if None.
+            preparers: prepare processes (``amqp.prepare_processes``) to open deliveries
+                in before they are stored; the storing thread opens them if None, or if
+                none is ready.
+        """
         self._service = service
         party = party or service.settings.intake.mash_party
         self._party = party
-        self._keys = PartyKeys.load(service.keys_dir, party, service.registry)
+        self._opener = DisclosureOpener(service, party)
+        self._keys = self._opener.keys
         self.intake_store = IntakeStore(IntakeContext.load(service))
-        self._limits = EnvelopeLimits.from_settings(service.settings.crypto)
-        #: Only this broker seals for its MASH; a partner's own signature is refused.
-        self._issuers = frozenset({service.settings.crypto.service_party})
+        self._limits = self._opener.limits
+        self._issuers = self._opener.issuers
+        self._preparers = preparers
         self._consumer_name = f"intake.{party}"
         borough = service.settings.borough
         self.queue = recipient_queue_name(Recipient(party, RecipientKind.MASH, borough), borough)
         # Deliveries that arrive while one transaction commits are stored in the next, so
         # a burst costs one commit rather than one per alert (see broker.batching).
-        self._batcher: Batcher[tuple[bytes, str | None], str] = Batcher(
+        self._batcher: Batcher[_Delivery, str] = Batcher(
             self._store_batch, max_size=service.settings.amqp.prefetch, name=f"intake {party}"
         )
         self.consumer = Consumer(
@@ -89,24 +94,36 @@ class IntakeConsumer:
         )
 
     async def _handle(self, message: ReceivedMessage) -> None:
+        opened: Opened | SecurityError | None = None
+        if self._preparers is not None:
+            try:
+                opened = await self._preparers.open(self._party, message.body)
+            except SecurityError as exc:
+                opened = exc  # refused, audited and dead-lettered by the batch as before
+            except PrepareProcessDied:
+                _log.warning("prepare_process_unavailable", consumer=self._consumer_name)
         try:
-            await self._batcher.submit((message.body, message.message_id))
+            await self._batcher.submit((message.body, message.message_id, opened))
         except TransportError as exc:
             raise RetryLater("database_unavailable") from exc
 
-    def _store_batch(
-        self, deliveries: Sequence[tuple[bytes, str | None]]
-    ) -> list[str | BaseException]:
+    def _store_batch(self, deliveries: Sequence[_Delivery]) -> list[str | BaseException]:
         """One transaction for the batch; if it fails, each delivery on its own."""
         return together_else_each(
             deliveries,
-            self.store_many,
-            lambda delivery: self.store(*delivery),
+            lambda batch: self.store_many(
+                [(body, message_id) for body, message_id, _ in batch],
+                opened=[opened for *_, opened in batch],
+            ),
+            lambda delivery: self.store(delivery[0], delivery[1]),
             name=self._consumer_name,
         )
 
     def store_many(
-        self, deliveries: Sequence[tuple[bytes, str | None]]
+        self,
+        deliveries: Sequence[tuple[bytes, str | None]],
+        *,
+        opened: Sequence[Opened | SecurityError | None] | None = None,
     ) -> list[str | RejectMessage]:
         """Open, verify and store several disclosures in ONE transaction (group commit).
 
@@ -116,6 +133,8 @@ class IntakeConsumer:
 
         Args:
             deliveries: (body, AMQP message id) per delivery.
+            opened: per delivery, what opening it already gave (in a prepare process,
+                as of its arrival), or None to open it here.
 
         Returns:
             Per delivery, in order: ``StoreOutcome.STORED``, ``StoreOutcome.DUPLICATE``,
@@ -129,43 +148,37 @@ class IntakeConsumer:
         """
         now = datetime.now(UTC)
         outcomes: list[str | RejectMessage | None] = []
-        opened: list[tuple[int, DisclosureClaims, bytes, str | None, tuple[str, datetime]]] = []
+        accepted: list[tuple[int, DisclosureClaims, bytes, str | None, tuple[str, datetime]]] = []
         refused: list[AuditRecord] = []
+        early = opened if opened is not None else [None] * len(deliveries)
+        if len(early) != len(deliveries):
+            raise ValueError("one opening per delivery")
         sessions = self._service.sessions
         with write_gate(sessions) as gate, session_scope(sessions) as session:
             applied = self._applied_among(session, [m for _, m in deliveries if m])
-            for body, message_id in deliveries:
+            for (body, message_id), ready in zip(deliveries, early, strict=True):
                 key = message_id[:128] if message_id else None
                 if key is not None and key in applied:
                     outcomes.append(StoreOutcome.DUPLICATE)
                     continue
-                replay = _DeferredReplay()
                 try:
-                    claims = envelope.open(
-                        body,
-                        recipient=self._keys,
-                        registry=self._service.registry,
-                        replay=replay,
-                        limits=self._limits,
-                        now=now,
-                        issuers=self._issuers,
-                    )
+                    if isinstance(ready, SecurityError):
+                        raise ready
+                    result = ready if ready is not None else self._opener.open(body, now)
                 except SecurityError as exc:
                     refused.append(self._refusal_record(exc, message_id))
                     outcomes.append(RejectMessage(exc.code))
                     continue
-                if replay.jti is None:  # pragma: no cover - open remembers every token it accepts
-                    raise RuntimeError("a token was accepted without its id being remembered")
                 if key is not None:
                     # A second delivery of the same message in this batch is a redelivery.
                     applied.add(key)
-                opened.append((len(outcomes), claims, body, message_id, replay.jti))
+                accepted.append((len(outcomes), result.claims, body, message_id, result.jti))
                 outcomes.append(None)
             # Writes from here on: on SQLite the write lock is held only for these.
             gate.enter()
-            remembered = remember_jtis(session, [jti for *_, jti in opened])
+            remembered = remember_jtis(session, [jti for *_, jti in accepted])
             fresh: list[tuple[int, DisclosureClaims, bytes]] = []
-            for index, claims, body, message_id, (jti, _) in opened:
+            for index, claims, body, message_id, (jti, _) in accepted:
                 if jti not in remembered:
                     error = ReplayDetected(f"token id {jti} was seen before")
                     refused.append(self._refusal_record(error, message_id))

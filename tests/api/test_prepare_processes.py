@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
@@ -17,13 +18,18 @@ import pytest
 from fastapi import FastAPI
 
 from broker.api import create_app
+from broker.exceptions import SecurityError
 from broker.models import OutboxMessage
 from broker.preparers import PrepareProcessDied, PrepareProcesses
 from broker.samples import render_all
 from broker.service import Service
+from schemas.events import MissingReported, RiskGrade
 from tests.api import prepare_targets
 from tests.api.conftest import BASE_URL, AssertionMaker, make_settings
 from tests.api.test_ingest import POLICE, _auth, _count, _police_sample
+from tests.broker.intake.conftest import seal_for_mash
+from tests.broker.intake.factories import child as make_child
+from tests.broker.intake.factories import event as make_event
 
 
 def _police_samples(count: int) -> list[bytes]:
@@ -173,3 +179,30 @@ async def test_closing_ends_the_processes(pooled: tuple[FastAPI, Service]) -> No
     assert all(w.exitcode is not None for w in workers)
     with pytest.raises(PrepareProcessDied):
         await processes.prepare("police", b"{}", "tvp-police", None)
+
+
+async def test_a_disclosure_is_opened_in_the_process_or_refused_with_its_reason(
+    pooled: tuple[FastAPI, Service],
+) -> None:
+    _, service = pooled
+    at = datetime(2026, 11, 20, 21, 0, tzinfo=UTC)
+    event = make_event(
+        MissingReported(episode_id="EP-1", risk_grade=RiskGrade.HIGH, reported_at=at),
+        subject=make_child(given="Ivy", family="Thornbury", born=date(2012, 5, 6), nhs=51),
+        at=at,
+    )
+    token = seal_for_mash(service, event)
+    processes = PrepareProcesses(service.settings, 1)
+    try:
+        await processes.start()
+        opened = await processes.open("wam-mash", token)
+        assert opened.claims.provenance.source_event_id == event.metadata.event_id
+        assert opened.jti[0] == opened.claims.jti  # remembered later, by the store
+        # Sealed for the MASH: nobody else's key opens it.
+        with pytest.raises(SecurityError) as refused:
+            await processes.open("wam-childrens-services", token)
+        assert refused.value.code
+        with pytest.raises(SecurityError):
+            await processes.open("wam-mash", token[:-8] + b"AAAAAAAA")
+    finally:
+        await processes.aclose()
