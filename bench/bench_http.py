@@ -71,8 +71,6 @@ def serve(port: int, directory: Path, database_url: str, workers: int = 1) -> No
     from broker.service import Service  # noqa: PLC0415
 
     configure_logging("warning", json=True)
-    if os.environ.get("SWITCH"):
-        sys.setswitchinterval(float(os.environ["SWITCH"]))
     if workers > 1:
         Service.load(_settings(port, directory, database_url)).engine.dispose()
         os.environ.update(
