@@ -62,6 +62,7 @@ def test_compose_environment_builds_production_settings(
     assert settings.amqp.url.get_secret_value().startswith("amqp://mash:")
     assert settings.database.url.get_secret_value().startswith("postgresql+psycopg://")
     assert settings.api.port == 8080
+    assert settings.amqp.prepare_processes == settings.api.prepare_processes == 1
 
 
 def test_ports_agree_with_default_settings(compose: dict[str, Any]) -> None:
