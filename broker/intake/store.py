@@ -264,6 +264,10 @@ _Made = dict[type[SQLModel], dict[str, SQLModel]]
 _Row = TypeVar("_Row", bound=SQLModel)
 
 
+#: ``session.info`` key: the triage rows of a batch, written together at its end.
+_TRIAGED = "intake.triaged"
+_INSERT_TRIAGE = insert(SQLModel.metadata.tables[IntakeAlert.__tablename__])
+
 #: ``session.info`` key: what ``IntakeStore.preload`` read for a triage batch.
 _PRELOADED = "intake.preloaded"
 
@@ -325,12 +329,19 @@ def triage_batch(session: Session) -> Iterator[None]:
     only before a query that must see a changed stored row (identifiers filled in, a
     tracker spell, a review, a notification). Use one per attempt at a batch."""
     session.info[_MADE] = {}
+    triaged: list[dict[str, Any]] = []
+    session.info[_TRIAGED] = triaged
     try:
         with session.no_autoflush:
             yield
+            if triaged:
+                # The batch's triage rows, in one statement; nothing in the triage reads
+                # them back (a batch's episodes know their alerts' facts from ``preload``).
+                session.connection().execute(_INSERT_TRIAGE, triaged)
     finally:
         session.info.pop(_MADE, None)
         session.info.pop(_PRELOADED, None)
+        session.info.pop(_TRIAGED, None)
 
 
 def _made(session: Session) -> _Made | None:
@@ -490,8 +501,9 @@ class IntakeStore:
         # The alert is new, so is its decision clock: nothing stored to look up.
         put_clock(session, decision, child_key=child_key, alert_id=alert.id, new=True)
         # The triage row is written last, once, with its score (the episode's facts are
-        # read above without it; this alert's own fact is passed in), by one INSERT: an
-        # ORM object would cost more to construct than the statement does to run.
+        # read above without it; this alert's own fact is passed in), by one INSERT for
+        # the whole batch at the end of ``triage_batch``: an ORM object would cost more to
+        # construct than the statement does to run.
         row: dict[str, Any] = {
             "alert_id": alert.id,
             "child_key": child_key,
@@ -502,7 +514,11 @@ class IntakeStore:
             "episode_fact": fact.to_json() if fact is not None else None,
             **self._score(session, event, child_key, episodes=episodes),
         }
-        session.execute(insert(IntakeAlert), [row])
+        pending: list[dict[str, Any]] | None = session.info.get(_TRIAGED)
+        if pending is not None:
+            pending.append(row)
+        else:
+            session.execute(insert(IntakeAlert), [row])
         if loaded is not None and episode_id is not None and episode_id in loaded.facts:
             # Later alerts of the batch fold this one's fact, as a query would find it.
             loaded.facts[episode_id].append((alert.id, row["episode_fact"]))
