@@ -253,30 +253,14 @@ async def publish_all(
             )
 
 
-async def publish_paced(
-    url: str,
-    *,
-    exchange_name: str,
-    routing_key: str,
-    messages: list[bytes],
-    rate: float,
-    first: int,
-) -> dict[int, float]:
+async def publish_paced(url: str, **kwargs: Any) -> dict[int, float]:
     """``publish_at_rate`` in a process of its own, so that the path measured, which runs
     in this process, neither slows the load down nor is slowed by making it.
 
     ``time.perf_counter`` is the system's monotonic clock, the same in both processes.
     """
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        job = functools.partial(
-            _publish_at_rate_now,
-            url,
-            exchange_name=exchange_name,
-            routing_key=routing_key,
-            messages=messages,
-            rate=rate,
-            first=first,
-        )
+        job = functools.partial(_publish_at_rate_now, url, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(pool, job)
 
 

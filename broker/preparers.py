@@ -158,6 +158,13 @@ class PrepareProcesses:
             self._lost(chosen, f"write failed: {type(exc).__name__}")
         return await answer
 
+    async def __aenter__(self) -> PrepareProcesses:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
         """Stop the processes: each ends when its socket closes; killed if it lingers."""
         self._closed = True

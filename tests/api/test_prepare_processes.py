@@ -113,39 +113,31 @@ async def test_what_preparing_raises_crosses_with_its_type(
     pooled: tuple[FastAPI, Service],
 ) -> None:
     _, service = pooled
-    processes = PrepareProcesses(service.settings, 1)
-    try:
-        await processes.start()
+    async with PrepareProcesses(service.settings, 1) as processes:
         with pytest.raises(KeyError):
             await processes.prepare("no-such-adapter", b"{}", "tvp-police", None)
         # The process goes on: the next message is prepared there.
         prepared = await processes.prepare("police", _police_sample(), "tvp-police", None)
         assert prepared.result.event_ids
         assert processes.answered == 2
-    finally:
-        await processes.aclose()
 
 
 async def test_an_exception_that_cannot_cross_arrives_as_its_type_name(
     pooled: tuple[FastAPI, Service],
 ) -> None:
     _, service = pooled
-    processes = PrepareProcesses(service.settings, 1, target=prepare_targets.unpicklable)
-    try:
-        await processes.start()
+    async with PrepareProcesses(
+        service.settings, 1, target=prepare_targets.unpicklable
+    ) as processes:
         with pytest.raises(RuntimeError, match="prepare failed: Unpicklable"):
             await processes.prepare("police", b"{}", "tvp-police", None)
-    finally:
-        await processes.aclose()
 
 
 async def test_a_process_that_dies_fails_only_what_it_held_and_is_replaced(
     pooled: tuple[FastAPI, Service],
 ) -> None:
     _, service = pooled
-    processes = PrepareProcesses(service.settings, 1, target=prepare_targets.silent)
-    try:
-        await processes.start()
+    async with PrepareProcesses(service.settings, 1, target=prepare_targets.silent) as processes:
         (first,) = processes.pids
         held = [
             asyncio.ensure_future(processes.prepare("police", b"{}", "tvp-police", None))
@@ -164,8 +156,6 @@ async def test_a_process_that_dies_fails_only_what_it_held_and_is_replaced(
             await asyncio.sleep(0.1)
         (second,) = processes.pids
         assert second != first
-    finally:
-        await processes.aclose()
     assert processes.pids == []
 
 
@@ -192,9 +182,7 @@ async def test_a_disclosure_is_opened_in_the_process_or_refused_with_its_reason(
         at=at,
     )
     token = seal_for_mash(service, event)
-    processes = PrepareProcesses(service.settings, 1)
-    try:
-        await processes.start()
+    async with PrepareProcesses(service.settings, 1) as processes:
         opened = await processes.open("wam-mash", token)
         assert opened.claims.provenance.source_event_id == event.metadata.event_id
         assert opened.jti[0] == opened.claims.jti  # remembered later, by the store
@@ -204,5 +192,3 @@ async def test_a_disclosure_is_opened_in_the_process_or_refused_with_its_reason(
         assert refused.value.code
         with pytest.raises(SecurityError):
             await processes.open("wam-mash", token[:-8] + b"AAAAAAAA")
-    finally:
-        await processes.aclose()

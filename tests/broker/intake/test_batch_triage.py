@@ -265,10 +265,10 @@ def test_a_batch_is_triaged_as_its_alerts_one_by_one(
                         # The batch must succeed as a batch, not by falling back to
                         # triaging its alerts one by one.
                         patch.setattr(consumer, "_triage", _no_fallback)
-                        outcomes = []
-                        for part in (tokens[:first_batch], tokens[first_batch:]):
-                            if part:
-                                outcomes.extend(consumer.store_many(part))
+                        outcomes: list[object] = []
+                        for chunk in (tokens[:first_batch], tokens[first_batch:]):
+                            if chunk:
+                                outcomes.extend(consumer.store_many(chunk))
                 else:
                     outcomes = [consumer.store(token, None) for token, _ in tokens]
                 assert outcomes == [StoreOutcome.STORED] * len(events)
