@@ -53,6 +53,9 @@ _PREPARE = "prepare"
 _OPEN = "open"
 #: Seconds a process may take to load the service before it is given up on.
 START_SECONDS = 120.0
+#: Seconds a process may take over one message before it is taken for stuck, ended and
+#: replaced (the largest message the adapters accept takes well under one).
+ANSWER_SECONDS = 60.0
 #: Seconds ``aclose`` waits for a process to exit before killing it.
 STOP_SECONDS = 5.0
 
@@ -81,6 +84,7 @@ class PrepareProcesses:
         count: int,
         *,
         target: Callable[[socket.socket, Settings], None] | None = None,
+        answer_seconds: float = ANSWER_SECONDS,
     ) -> None:
         """Nothing starts until ``start`` (or the first ``prepare``).
 
@@ -88,12 +92,16 @@ class PrepareProcesses:
             settings: the service's settings; each process loads the service from them.
             count: how many processes to keep.
             target: the processes' main function (tests give another).
+            answer_seconds: how long a message may take before its process is taken for
+                stuck: what it holds then fails with ``PrepareProcessDied`` (to be done
+                elsewhere), and it is ended and replaced.
         """
         if count < 1:
             raise ValueError("count must be at least 1")
         self._settings = settings
         self._count = count
         self._target = target or _serve
+        self._answer_seconds = answer_seconds
         self._processes: list[_Process] = []
         self._ids = itertools.count(_READY + 1)
         self._closed = False
@@ -156,7 +164,13 @@ class PrepareProcesses:
             await chosen.writer.drain()
         except (ConnectionError, RuntimeError) as exc:
             self._lost(chosen, f"write failed: {type(exc).__name__}")
-        return await answer
+        try:
+            async with asyncio.timeout(self._answer_seconds):
+                return await answer
+        except TimeoutError:
+            # Stuck (a loop, a deadlock): a message left with it would never be done.
+            self._lost(chosen, "did not answer in time")
+            raise PrepareProcessDied("a prepare process did not answer in time") from None
 
     async def __aenter__(self) -> PrepareProcesses:
         await self.start()

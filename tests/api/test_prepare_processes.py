@@ -192,3 +192,23 @@ async def test_a_disclosure_is_opened_in_the_process_or_refused_with_its_reason(
         assert refused.value.code
         with pytest.raises(SecurityError):
             await processes.open("wam-mash", token[:-8] + b"AAAAAAAA")
+
+
+async def test_a_stuck_process_is_given_up_on_and_replaced(
+    pooled: tuple[FastAPI, Service],
+) -> None:
+    """A process that never answers must not hold a message for ever: the caller hears
+    of it in time (and does the work elsewhere), and the process is replaced."""
+    _, service = pooled
+    async with PrepareProcesses(
+        service.settings, 1, target=prepare_targets.silent, answer_seconds=0.5
+    ) as processes:
+        (stuck,) = processes.pids
+        with pytest.raises(PrepareProcessDied, match="did not answer in time"):
+            await processes.prepare("police", b"{}", "tvp-police", None)
+        for _ in range(300):
+            if processes.pids and processes.pids != [stuck]:
+                break
+            await asyncio.sleep(0.1)
+        (replacement,) = processes.pids
+        assert replacement != stuck
