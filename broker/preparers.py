@@ -25,6 +25,7 @@ import gc
 import itertools
 import multiprocessing
 import pickle
+import signal
 import socket
 import struct
 from collections.abc import Callable
@@ -305,6 +306,9 @@ def _join(process: BaseProcess) -> None:
 
 def _serve(sock: socket.socket, settings: Settings) -> None:
     """A prepare process: load the service once, then do what arrives, in order."""
+    # Its life is the service's: it ends when the socket closes. A Ctrl-C at a terminal
+    # reaches the whole process group, and the service stops it in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(settings.log_level, json=True)
     service = Service.load(settings)
     ingestor = Ingestor(service)

@@ -212,3 +212,16 @@ async def test_a_stuck_process_is_given_up_on_and_replaced(
             await asyncio.sleep(0.1)
         (replacement,) = processes.pids
         assert replacement != stuck
+
+
+async def test_a_ctrl_c_at_the_terminal_leaves_the_processes_to_the_service(
+    pooled: tuple[FastAPI, Service],
+) -> None:
+    _, service = pooled
+    async with PrepareProcesses(service.settings, 1) as processes:
+        (pid,) = processes.pids
+        os.kill(pid, signal.SIGINT)
+        await asyncio.sleep(0.5)
+        prepared = await processes.prepare("police", _police_sample(), "tvp-police", None)
+        assert prepared.result.event_ids
+        assert processes.pids == [pid]
