@@ -306,9 +306,11 @@ def _join(process: BaseProcess) -> None:
 
 def _serve(sock: socket.socket, settings: Settings) -> None:
     """A prepare process: load the service once, then do what arrives, in order."""
-    # Its life is the service's: it ends when the socket closes. A Ctrl-C at a terminal
-    # reaches the whole process group, and the service stops it in order.
+    # Its life is the service's: it ends when the socket closes. A Ctrl-C at a terminal,
+    # or a stop signal to the whole group (timeout, systemd's control group), reaches it
+    # too; the service then stops it in order, rather than see it die and replace it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging(settings.log_level, json=True)
     service = Service.load(settings)
     ingestor = Ingestor(service)
@@ -329,7 +331,8 @@ def _serve(sock: socket.socket, settings: Settings) -> None:
     # agreement) is exempt from garbage collection, so full collections stay short.
     gc.collect()
     gc.freeze()
-    with sock, sock.makefile("rb") as incoming:
+    with sock, sock.makefile("rb") as incoming, contextlib.suppress(ConnectionError):
+        # (A ConnectionError: the service went away; nothing is left to answer to.)
         _send(sock, _READY, True, None)
         while True:
             header = incoming.read(_HEADER.size)

@@ -214,13 +214,16 @@ async def test_a_stuck_process_is_given_up_on_and_replaced(
         assert replacement != stuck
 
 
-async def test_a_ctrl_c_at_the_terminal_leaves_the_processes_to_the_service(
+async def test_a_stop_signal_to_the_group_leaves_the_processes_to_the_service(
     pooled: tuple[FastAPI, Service],
 ) -> None:
+    """A Ctrl-C, or a SIGTERM to the whole process group (timeout, systemd), reaches the
+    prepare processes too: they carry on until the service closes them."""
     _, service = pooled
     async with PrepareProcesses(service.settings, 1) as processes:
         (pid,) = processes.pids
         os.kill(pid, signal.SIGINT)
+        os.kill(pid, signal.SIGTERM)
         await asyncio.sleep(0.5)
         prepared = await processes.prepare("police", _police_sample(), "tvp-police", None)
         assert prepared.result.event_ids
