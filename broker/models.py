@@ -185,7 +185,11 @@ class MashAlert(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True, sa_type=BIG_KEY)
     recipient: str = Field(sa_type=sa.String(64))
     event_id: uuid.UUID = Field(sa_type=sa.Uuid())
-    jti: str = Field(sa_type=sa.String(128), unique=True)
+    #: Unique and always set by the intake, so it also tells SQLAlchemy which stored row
+    #: is which when a batch's alerts are inserted by one statement (an insert sentinel).
+    jti: str = Field(
+        sa_type=sa.String(128), unique=True, sa_column_kwargs={"insert_sentinel": True}
+    )
     event_type: str = Field(sa_type=sa.String(32))
     source_agency: str = Field(sa_type=sa.String(64))
     rule_id: str = Field(sa_type=sa.String(128))
