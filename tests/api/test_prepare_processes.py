@@ -37,6 +37,18 @@ def _police_samples(count: int) -> list[bytes]:
     return [samples[n] for n in sorted(samples) if n.startswith("police/")][:count]
 
 
+async def _replaced(processes: PrepareProcesses, old: int) -> int:
+    """The pid of the process started in place of ``old``, once it has loaded."""
+    for _ in range(600):
+        ready = [p for p in processes._processes if p.alive and p.ready.done()]
+        if ready and processes.pids != [old]:
+            break
+        await asyncio.sleep(0.1)
+    (new,) = processes.pids
+    assert new != old
+    return new
+
+
 @pytest.fixture
 async def pooled(tmp_path: Path, api_keys: Path) -> AsyncIterator[tuple[FastAPI, Service]]:
     settings = make_settings(
@@ -94,12 +106,7 @@ async def test_a_dead_prepare_process_fails_no_request(
         ]
     assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
     # A replacement loads and takes the work again.
-    for _ in range(600):
-        if processes.pids and processes.pids != [first] and processes._processes[0].ready.done():
-            break
-        await asyncio.sleep(0.1)
-    (second,) = processes.pids
-    assert second != first
+    await _replaced(processes, first)
     answered = processes.answered
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url=BASE_URL, timeout=60
@@ -150,12 +157,7 @@ async def test_a_process_that_dies_fails_only_what_it_held_and_is_replaced(
             with pytest.raises(PrepareProcessDied):
                 await asyncio.wait_for(h, 30)
         # A new process is started in its place at once.
-        for _ in range(300):
-            if processes.pids and processes.pids != [first]:
-                break
-            await asyncio.sleep(0.1)
-        (second,) = processes.pids
-        assert second != first
+        await _replaced(processes, first)
     assert processes.pids == []
 
 
@@ -206,12 +208,7 @@ async def test_a_stuck_process_is_given_up_on_and_replaced(
         (stuck,) = processes.pids
         with pytest.raises(PrepareProcessDied, match="did not answer in time"):
             await processes.prepare("police", b"{}", "tvp-police", None)
-        for _ in range(300):
-            if processes.pids and processes.pids != [stuck]:
-                break
-            await asyncio.sleep(0.1)
-        (replacement,) = processes.pids
-        assert replacement != stuck
+        await _replaced(processes, stuck)
 
 
 async def test_a_stop_signal_to_the_group_leaves_the_processes_to_the_service(
