@@ -10,7 +10,6 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
-from broker import envelope
 from broker.audit import AuditKind, AuditLog, AuditRecord
 from broker.batching import Batcher, together_else_each
 from broker.db import remember_jti, remember_jtis, session_scope, write_gate
@@ -30,16 +29,6 @@ __all__ = ["IntakeConsumer", "StoreOutcome"]
 
 _log = get_logger("intake")
 _AUDITABLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:|/+-]{0,99}$")
-
-
-class _SessionReplay:
-    """The envelope's replay store, inside the intake transaction (commits with the alert)."""
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-
-    def check_and_remember(self, jti: str, expires_at: datetime) -> None:
-        remember_jti(self._session, jti, expires_at)
 
 
 #: A delivery as the batcher holds it: body, AMQP message id, and what opening it gave.
@@ -76,10 +65,7 @@ class IntakeConsumer:
         party = party or service.settings.intake.mash_party
         self._party = party
         self._opener = DisclosureOpener(service, party)
-        self._keys = self._opener.keys
         self.intake_store = IntakeStore(IntakeContext.load(service))
-        self._limits = self._opener.limits
-        self._issuers = self._opener.issuers
         self._preparers = preparers
         self._consumer_name = f"intake.{party}"
         borough = service.settings.borough
@@ -115,7 +101,7 @@ class IntakeConsumer:
                 [(body, message_id) for body, message_id, _ in batch],
                 opened=[opened for *_, opened in batch],
             ),
-            lambda delivery: self.store(delivery[0], delivery[1]),
+            lambda delivery: self.store(delivery[0], delivery[1], opened=delivery[2]),
             name=self._consumer_name,
         )
 
@@ -162,9 +148,7 @@ class IntakeConsumer:
                     outcomes.append(StoreOutcome.DUPLICATE)
                     continue
                 try:
-                    if isinstance(ready, SecurityError):
-                        raise ready
-                    result = ready if ready is not None else self._opener.open(body, now)
+                    result = self._open(body, ready, now)
                 except SecurityError as exc:
                     refused.append(self._refusal_record(exc, message_id))
                     outcomes.append(RejectMessage(exc.code))
@@ -209,8 +193,20 @@ class IntakeConsumer:
         ).scalars()
         return set(found)
 
-    def store(self, body: bytes, message_id: str | None) -> str:
+    def store(
+        self,
+        body: bytes,
+        message_id: str | None,
+        *,
+        opened: Opened | SecurityError | None = None,
+    ) -> str:
         """Open, verify and store one disclosure; the caller acks only after this returns.
+
+        Args:
+            body: the disclosure token.
+            message_id: its AMQP message id.
+            opened: what opening it already gave (in a prepare process), or None to open
+                it here.
 
         Returns:
             ``StoreOutcome.STORED``, or ``StoreOutcome.DUPLICATE`` for a redelivery.
@@ -224,21 +220,25 @@ class IntakeConsumer:
             if message_id and self._already_applied(session, message_id):
                 return StoreOutcome.DUPLICATE
             try:
-                claims = envelope.open(
-                    body,
-                    recipient=self._keys,
-                    registry=self._service.registry,
-                    replay=_SessionReplay(session),
-                    limits=self._limits,
-                    now=now,
-                    issuers=self._issuers,
-                )
+                result = self._open(body, opened, now)
+                # Remembered in the transaction that stores the alert: a replay is refused.
+                remember_jti(session, *result.jti)
             except SecurityError as exc:
                 refusal = exc
             else:
-                return self._apply(session, claims, body, now)
+                return self._apply(session, result.claims, body, now)
         self._refuse(refusal, message_id)
         raise RejectMessage(refusal.code)
+
+    def _open(self, body: bytes, ready: Opened | SecurityError | None, now: datetime) -> Opened:
+        """What opening ``body`` gives: ``ready`` if it was opened already, else opened now.
+
+        Raises:
+            SecurityError: the token failed a check (now, or when it was opened).
+        """
+        if isinstance(ready, SecurityError):
+            raise ready
+        return ready if ready is not None else self._opener.open(body, now)
 
     def _already_applied(self, session: Session, message_id: str) -> bool:
         found = session.execute(

@@ -312,8 +312,8 @@ class _Preloaded:
     absent: set[str]
     #: Per episode of the batch: (alert id, stored fact) of its alerts, this batch's too.
     facts: dict[str, list[tuple[int, dict[str, Any] | None]]]
-    #: Stored children that may be candidates of the batch's alerts; None: not read.
-    children: list[IntakeChild] | None
+    #: Stored children that may be candidates of the batch's alerts.
+    children: list[IntakeChild]
 
 
 def _preloaded(session: Session) -> _Preloaded | None:
@@ -564,7 +564,7 @@ class IntakeStore:
         if not strong and not me.has_weak_fields:
             return []
         loaded = _preloaded(session)
-        if loaded is not None and loaded.children is not None:
+        if loaded is not None:
             # Read for the whole batch; the rows are the session's own, so identifiers an
             # earlier alert of the batch filled in are seen here.
             found = {row.child_key: row for row in loaded.children if _matches(row, me, strong)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, text
@@ -10,9 +10,11 @@ from sqlmodel import Session, col
 
 from broker.audit import verify
 from broker.db import session_scope
+from broker.exceptions import DecryptionFailed
 from broker.intake.clocks import ClockKind, ClockStatus
 from broker.intake.consumer import IntakeConsumer, StoreOutcome
 from broker.intake.context import IntakeContext
+from broker.intake.opening import DisclosureOpener
 from broker.intake.store import IntakeStore
 from broker.intake.tables import (
     Decision,
@@ -32,6 +34,7 @@ from broker.intake.views import (
     profile_views,
     queue,
 )
+from broker.messaging import RejectMessage
 from broker.models import AlertStatus, AuditEntry, AuditKind, MashAlert
 from broker.runtime import audit_public_keys
 from broker.service import Service
@@ -489,3 +492,30 @@ def test_a_fault_in_one_alert_of_a_batch_leaves_the_others_triaged(
         episodes = set(session.execute(select(col(IntakeEpisode.episode_id))).scalars())
     assert triaged == {e.metadata.event_id: e.metadata.event_id != faulty for e in events}
     assert episodes == {"EP-0", "EP-1", "EP-3"}
+
+
+def test_what_a_prepare_process_opened_is_stored_once_and_what_it_refused_is_refused(
+    intake_service: Service, consumer: IntakeConsumer
+) -> None:
+    """The one-by-one path takes what opening already gave (no second decryption): the
+    token id is still remembered in the storing transaction, so a replay is refused, and
+    a refusal found by the prepare process is audited and dead-lettered as any other."""
+    token = seal_for_mash(intake_service, reported("EP-9", utc(2026, 11, 20, 9), child(nhs=39)))
+    opener = DisclosureOpener(intake_service, "wam-mash")
+    opened = opener.open(token, datetime.now(UTC))
+    assert consumer.store(token, "m-1", opened=opened) == StoreOutcome.STORED
+    with pytest.raises(RejectMessage) as replay:
+        consumer.store(token, "m-2", opened=opener.open(token, datetime.now(UTC)))
+    assert replay.value.reason == "replay"
+    with pytest.raises(RejectMessage) as refused:
+        consumer.store(b"not-a-token", "m-3", opened=DecryptionFailed("no key"))
+    assert refused.value.reason == DecryptionFailed("no key").code
+    with session_scope(intake_service.sessions) as session:
+        alerts = session.execute(select(MashAlert)).scalars().all()
+        reasons = [
+            e.reason
+            for e in session.execute(select(AuditEntry)).scalars()
+            if e.kind == AuditKind.DEAD_LETTERED
+        ]
+    assert [a.jti for a in alerts] == [opened.claims.jti]
+    assert sorted(reasons) == sorted(["replay", DecryptionFailed("no key").code])
