@@ -7,12 +7,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic_core import PydanticUndefined
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import instrumentation
 from sqlmodel import Field, SQLModel
 
 from broker.exceptions import ConfigurationError, DecryptionFailed
@@ -35,6 +37,7 @@ __all__ = [
     "UtcDateTime",
     "decrypt_at_rest",
     "encrypt_at_rest",
+    "new_row",
     "utc_now",
 ]
 
@@ -55,6 +58,43 @@ GENESIS_HASH = "0" * 64
 def utc_now() -> datetime:
     """The current instant, timezone-aware in UTC."""
     return datetime.now(UTC)
+
+
+_Table = TypeVar("_Table", bound=SQLModel)
+
+
+def new_row(model: type[_Table], /, **values: Any) -> _Table:
+    """A new (transient) row of a table model, as ``model(**values)`` makes it, faster.
+
+    A table model's constructor does not validate (SQLModel skips pydantic's validation
+    for tables), but it sets every field through both SQLAlchemy's and pydantic's
+    ``__setattr__`` and asks pydantic for each default, which inspects the default
+    factory's signature on every call: about 90 µs a row, against 6 µs here. The row is
+    made the way SQLAlchemy makes one it loads (its class's ``__new__`` and instance
+    state), with the given values and the fields' defaults in its ``__dict__``; an INSERT
+    reads them from there. Used where the intake makes rows for every alert.
+
+    Raises:
+        TypeError: a value names no field, or a field without a default has no value.
+    """
+    fields = model.model_fields
+    unknown = values.keys() - fields.keys()
+    if unknown:
+        raise TypeError(f"{model.__name__}: no field {sorted(unknown)[0]!r}")
+    state: dict[str, Any] = {}
+    for name, info in fields.items():
+        if name in values:
+            state[name] = values[name]
+        elif info.default_factory is not None:
+            state[name] = info.default_factory()  # type: ignore[call-arg]
+        elif info.default is PydanticUndefined:
+            raise TypeError(f"{model.__name__}: field {name!r} has no value")
+        else:
+            state[name] = info.default
+    row: _Table = instrumentation.manager_of_class(model).new_instance()
+    row.__dict__.update(state)
+    object.__setattr__(row, "__pydantic_fields_set__", set(values))
+    return row
 
 
 class UtcDateTime(sa.TypeDecorator[datetime]):

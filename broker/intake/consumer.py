@@ -19,7 +19,7 @@ from broker.intake.opening import DisclosureOpener, Opened
 from broker.intake.store import IntakeStore, triage_batch
 from broker.logging import get_logger
 from broker.messaging import Consumer, ReceivedMessage, RejectMessage, RetryLater
-from broker.models import InboxEntry, MashAlert
+from broker.models import InboxEntry, MashAlert, new_row
 from broker.preparers import PrepareProcessDied, PrepareProcesses
 from broker.service import Service
 from broker.topology import Recipient, RecipientKind, recipient_queue_name
@@ -317,7 +317,8 @@ class IntakeConsumer:
 
     def _alert_row(self, claims: DisclosureClaims, token: bytes, now: datetime) -> MashAlert:
         metadata = claims.event.get("metadata", {})
-        return MashAlert(
+        return new_row(
+            MashAlert,
             recipient=self._party,
             event_id=claims.provenance.source_event_id,
             jti=claims.jti,

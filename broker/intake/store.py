@@ -66,7 +66,7 @@ from broker.intake.tables import (
     ReviewStatus,
 )
 from broker.logging import get_logger
-from broker.models import MashAlert, utc_now
+from broker.models import MashAlert, new_row, utc_now
 from schemas import DisclosureClaims
 from schemas.events import (
     CaseStatus,
@@ -195,12 +195,13 @@ def put_clock(
     if episode_id is not None:
         values["episode_id"] = episode_id
     if row is None:
-        row = IntakeClock(
+        row = new_row(
+            IntakeClock,
             clock_id=clock.clock_id,
             kind=clock.kind.value,
             subject=clock.subject,
             met_at=clock.met_at,
-            **values,  # type: ignore[arg-type]
+            **values,
         )
         _remember(session, row, clock.clock_id)
         session.add(row)
@@ -584,7 +585,8 @@ class IntakeStore:
 
     def _new_child(self, session: Session, me: ChildIdentity) -> str:
         key = new_child_key()
-        row = IntakeChild(child_key=key, **{name: getattr(me, name) for name in _IDENTITY_FIELDS})
+        identity = {name: getattr(me, name) for name in _IDENTITY_FIELDS}
+        row = new_row(IntakeChild, child_key=key, **identity)
         session.add(row)
         _remember(session, row, key)
         return key
@@ -728,7 +730,7 @@ class IntakeStore:
         }
         moved = False
         if row is None:
-            row = IntakeEpisode(episode_id=episode_id, **values)  # type: ignore[arg-type]
+            row = new_row(IntakeEpisode, episode_id=episode_id, **values)
             session.add(row)
             _remember(session, row, episode_id)
         else:

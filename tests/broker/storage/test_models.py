@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import os
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
-from sqlmodel import Session
+import sqlalchemy as sa
+from sqlmodel import Session, SQLModel, col
 
 import broker.audit
 import broker.db
 import broker.models
 from broker.exceptions import ConfigurationError, DecryptionFailed
-from broker.models import AT_REST_KEY_BYTES, RawMessage, decrypt_at_rest, encrypt_at_rest
+from broker.intake.tables import IntakeClock, IntakeTracker
+from broker.models import (
+    AT_REST_KEY_BYTES,
+    MashAlert,
+    RawMessage,
+    decrypt_at_rest,
+    encrypt_at_rest,
+    new_row,
+)
 
 RAW = b"MSH|^~\\&|ED-PAS|FHFT|||20260301093000||ADT^A04|MSG0001|P|2.4\rPID|1||9990000018^^^NHS"
 
@@ -87,3 +99,91 @@ def test_all_names_every_public_name(module) -> None:
     }
     assert public <= set(module.__all__)
     assert all(hasattr(module, name) for name in module.__all__)
+
+
+# --------------------------------------------------------------------------- new_row
+
+_CLOCK: dict[str, Any] = {
+    "clock_id": "mash-decision:17",
+    "kind": "mash_decision",
+    "subject": "alert 17",
+    "child_key": "ch-0001",
+    "started_at": datetime(2026, 3, 1, 9, 30, tzinfo=UTC),
+    "due_at": datetime(2026, 3, 2, 9, 30, tzinfo=UTC),
+    "authority": "E09000999",
+    "alert_id": 17,
+}
+
+
+def _fields(row: SQLModel) -> dict[str, object]:
+    return {name: getattr(row, name) for name in type(row).model_fields}
+
+
+def test_new_row_holds_what_the_constructor_would() -> None:
+    made, built = new_row(IntakeClock, **_CLOCK), IntakeClock(**_CLOCK)
+    assert made.model_fields_set == built.model_fields_set == set(_CLOCK)
+    # Defaults filled the same way: a factory's value is fresh, a plain default copied.
+    assert made.updated_at is not None
+    assert built.updated_at is not None
+    made.updated_at = built.updated_at
+    assert _fields(made) == _fields(built)
+    child_a, child_b = new_row(IntakeTracker, **_TRACKER), new_row(IntakeTracker, **_TRACKER)
+    assert child_a.history == []
+    assert child_a.history is not child_b.history
+
+
+_TRACKER: dict[str, Any] = {"child_key": "ch-0001", "identified_on": date(2026, 2, 1), "level": 2}
+
+
+def test_a_new_row_inserts_reads_back_and_updates(db_session: Session) -> None:
+    row = new_row(IntakeClock, **_CLOCK)
+    db_session.add(row)
+    db_session.flush()
+    db_session.expunge_all()
+    stored = db_session.get(IntakeClock, _CLOCK["clock_id"])
+    assert stored is not None
+    assert _fields(stored) == _fields(row)
+    # Changed after it was stored: the ORM sees the change as for any row.
+    row = db_session.merge(stored)
+    row.met_at = datetime(2026, 3, 1, 15, 0, tzinfo=UTC)
+    db_session.flush()
+    db_session.expunge_all()
+    again = db_session.get(IntakeClock, _CLOCK["clock_id"])
+    assert again is not None
+    assert again.met_at == datetime(2026, 3, 1, 15, 0, tzinfo=UTC)
+
+
+def test_a_new_row_with_an_autoincrement_key_gets_its_id(db_session: Session) -> None:
+    rows = [
+        new_row(
+            MashAlert,
+            recipient="wam-mash",
+            event_id=uuid.uuid4(),
+            jti=f"jti-{n}",
+            event_type="missing.reported",
+            source_agency="tvp-police",
+            rule_id="r1",
+            lawful_basis="s115",
+            received_at=datetime(2026, 3, 1, 9, 30, tzinfo=UTC),
+            token="x.y.z",
+        )
+        for n in range(3)
+    ]
+    db_session.add_all(rows)
+    db_session.flush()
+    ids = [row.id for row in rows]
+    assert None not in ids
+    assert len(set(ids)) == 3
+    for row in rows:
+        stored = db_session.execute(
+            sa.select(col(MashAlert.jti)).where(col(MashAlert.id) == row.id)
+        ).scalar_one()
+        assert stored == row.jti
+
+
+def test_new_row_refuses_unknown_and_missing_fields() -> None:
+    with pytest.raises(TypeError, match="no field 'colour'"):
+        new_row(IntakeClock, colour="red", **_CLOCK)
+    missing = {k: v for k, v in _CLOCK.items() if k != "clock_id"}
+    with pytest.raises(TypeError, match="field 'clock_id' has no value"):
+        new_row(IntakeClock, **missing)
