@@ -10,6 +10,7 @@ recomputes it all and names the first bad entry. See ``docs/audit.md``.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -195,7 +196,10 @@ class AuditRecord(BaseModel):
         return self
 
 
+@functools.lru_cache(maxsize=256)
 def _iso(value: datetime) -> str:
+    # Cached: every entry of a batch shares one time, and a check hashes them again.
+    # Equal datetimes are the same instant, so they share one UTC text.
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import TracebackType
-from typing import NamedTuple, Self
+from typing import Any, NamedTuple, Self
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractMessage
 from aio_pika.exceptions import ChannelNotFoundEntity, DeliveryError
 from pamqp import commands
+from pamqp.commands import Basic
 
 from broker.exceptions import TransportError
 from broker.logging import get_logger
@@ -39,6 +40,11 @@ __all__ = [
 ]
 
 _log = get_logger("messaging.publisher")
+
+#: The AMQP ``app_id`` of the messages this service publishes.
+_APP_ID = "mash-broker"
+#: AMQP delivery mode 2: the broker writes the message to disk.
+_PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 #: The CloudEvents attributes carried as AMQP headers. Ids, types and times only.
 CE_HEADERS = ("ce-specversion", "ce-id", "ce-type", "ce-source", "ce-time")
@@ -120,8 +126,39 @@ class OutgoingMessage:
 
     def to_amqp(self) -> aio_pika.Message:
         """The AMQP message: persistent, with the CloudEvents attributes as headers."""
-        when = (self.time or datetime.now(UTC)).astimezone(UTC)
-        headers: dict[str, str | int | bool] = dict(self.headers)
+        when = self._when()
+        return aio_pika.Message(
+            self.body,
+            headers=self._headers(when),
+            content_type=self.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=self.message_id,
+            correlation_id=self.correlation_id,
+            timestamp=when,
+            type=self.event_type,
+            app_id=_APP_ID,
+        )
+
+    def properties(self) -> Basic.Properties:
+        """The AMQP properties ``to_amqp`` gives, made directly (no ``aio_pika.Message``)."""
+        when = self._when()
+        return Basic.Properties(
+            headers=self._headers(when),
+            content_type=self.content_type,
+            delivery_mode=_PERSISTENT,
+            message_id=self.message_id,
+            correlation_id=self.correlation_id,
+            message_type=self.event_type,
+            priority=0,
+            timestamp=when,
+            app_id=_APP_ID,
+        )
+
+    def _when(self) -> datetime:
+        return (self.time or datetime.now(UTC)).astimezone(UTC)
+
+    def _headers(self, when: datetime) -> dict[str, Any]:
+        headers: dict[str, Any] = dict(self.headers)
         headers.update(
             {
                 "ce-specversion": "1.0",
@@ -131,17 +168,7 @@ class OutgoingMessage:
                 "ce-time": when.isoformat().replace("+00:00", "Z"),
             }
         )
-        return aio_pika.Message(
-            self.body,
-            headers=dict(headers),
-            content_type=self.content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=self.message_id,
-            correlation_id=self.correlation_id,
-            timestamp=when,
-            type=self.event_type,
-            app_id="mash-broker",
-        )
+        return headers
 
 
 class AmqpPublish(NamedTuple):
@@ -150,6 +177,19 @@ class AmqpPublish(NamedTuple):
     exchange: str
     routing_key: str
     message: AbstractMessage
+
+
+class _Frame(NamedTuple):
+    """One message as it is written: where to, its body and its AMQP properties."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    properties: Basic.Properties
+
+    @property
+    def message_id(self) -> str:
+        return self.properties.message_id or ""
 
 
 class Publisher:
@@ -184,7 +224,8 @@ class Publisher:
         self._window = max_in_flight
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
-        self._exchanges: dict[str, AbstractExchange] = {}
+        #: Exchanges found to exist on this channel (checked once, not per batch).
+        self._exchanges: set[str] = set()
         self._batch_lock = asyncio.Lock()
         self._closed = False
 
@@ -234,8 +275,8 @@ class Publisher:
             TransportError: no connection could be opened: nothing was sent.
             ValueError: two messages share a message id.
         """
-        return await self.publish_amqp(
-            [AmqpPublish(m.exchange, m.routing_key, m.to_amqp()) for m in messages]
+        return await self._publish(
+            [_Frame(m.exchange, m.routing_key, m.body, m.properties()) for m in messages]
         )
 
     async def publish_amqp(self, items: Sequence[AmqpPublish]) -> list[PublishResult]:
@@ -245,6 +286,11 @@ class Publisher:
             TransportError: no connection could be opened: nothing was sent.
             ValueError: a message has no message id, or two share one.
         """
+        return await self._publish(
+            [_Frame(i.exchange, i.routing_key, i.message.body, i.message.properties) for i in items]
+        )
+
+    async def _publish(self, items: Sequence[_Frame]) -> list[PublishResult]:
         if not items:
             return []
         _check_unique_ids(items)
@@ -253,9 +299,16 @@ class Publisher:
                 raise TransportError(f"publisher {self._name!r} is closed")
             channel = await self._ready_channel()
             missing = await self._missing_exchanges({item.exchange for item in items})
+            try:
+                underlay = await channel.get_underlay_channel()
+            except AMQP_ERRORS as exc:
+                await self._drop_connection()
+                raise TransportError(f"publisher {self._name!r}: channel unusable") from exc
+            if not isinstance(underlay, aiormq.Channel):  # pragma: no cover - aio-pika's own
+                raise TransportError(f"publisher {self._name!r}: not an aiormq channel")
             window = asyncio.Semaphore(self._window)
             results = await asyncio.gather(
-                *(self._publish_one(channel, item, missing, window) for item in items)
+                *(self._publish_one(underlay, item, missing, window) for item in items)
             )
         failed = sum(1 for r in results if not r.confirmed)
         if failed:
@@ -266,21 +319,29 @@ class Publisher:
 
     async def _publish_one(
         self,
-        channel: AbstractChannel,
-        item: AmqpPublish,
+        channel: aiormq.Channel,
+        item: _Frame,
         missing: set[str],
         window: asyncio.Semaphore,
     ) -> PublishResult:
-        message_id = item.message.message_id or ""
+        message_id = item.message_id
         if item.exchange in missing:
             return PublishResult(
                 message_id, PublishStatus.UNROUTABLE, f"exchange {item.exchange!r} does not exist"
             )
-        exchange = await self._exchange(channel, item.exchange)
         async with window:
             try:
-                outcome = await exchange.publish(
-                    item.message, item.routing_key, mandatory=True, timeout=self._timeout
+                # On the AMQP client's channel itself: aio-pika's layer above it made an
+                # object and a task of every message, and waited for each frame to be
+                # written before the next could be (``wait=False``), for nothing more.
+                outcome = await channel.basic_publish(
+                    item.body,
+                    exchange=item.exchange,
+                    routing_key=item.routing_key,
+                    properties=item.properties,
+                    mandatory=True,
+                    timeout=self._timeout,
+                    wait=False,
                 )
             except DeliveryError as exc:
                 refused = isinstance(exc.frame, commands.Basic.Nack | commands.Basic.Reject)
@@ -293,15 +354,6 @@ class Publisher:
                 detail = f"{type(exc).__name__}: {exc}"
                 return PublishResult(message_id, PublishStatus.FAILED, detail)
         return _result_of(message_id, item, outcome)
-
-    async def _exchange(self, channel: AbstractChannel, name: str) -> AbstractExchange:
-        if name == "":
-            return channel.default_exchange
-        exchange = self._exchanges.get(name)
-        if exchange is None:
-            exchange = await channel.get_exchange(name, ensure=False)
-            self._exchanges[name] = exchange
-        return exchange
 
     async def _ready_channel(self) -> AbstractChannel:
         """The publishing channel, reconnecting and reopening as needed."""
@@ -351,6 +403,8 @@ class Publisher:
                     await probe.declare_exchange(name, passive=True, timeout=self._timeout)
                 except ChannelNotFoundEntity:
                     missing.add(name)
+                else:
+                    self._exchanges.add(name)
         except AMQP_ERRORS as exc:
             raise TransportError(f"publisher {self._name!r}: exchange check failed") from exc
         finally:
@@ -372,7 +426,7 @@ class Publisher:
             await _quietly(connection.close())
 
 
-def _result_of(message_id: str, item: AmqpPublish, outcome: object) -> PublishResult:
+def _result_of(message_id: str, item: _Frame, outcome: object) -> PublishResult:
     """Classify what a confirmed publish came back with: an ack, or the returned message."""
     if isinstance(outcome, aiormq.abc.DeliveredMessage):
         reply = getattr(outcome.delivery, "reply_text", "returned")
@@ -383,10 +437,10 @@ def _result_of(message_id: str, item: AmqpPublish, outcome: object) -> PublishRe
     return PublishResult(message_id, PublishStatus.FAILED, "no confirmation received")
 
 
-def _check_unique_ids(items: Sequence[AmqpPublish]) -> None:
+def _check_unique_ids(items: Sequence[_Frame]) -> None:
     seen: set[str] = set()
     for item in items:
-        message_id = item.message.message_id
+        message_id = item.properties.message_id
         if not message_id:
             raise ValueError(f"a message to {item.exchange!r} has no message id")
         if message_id in seen:

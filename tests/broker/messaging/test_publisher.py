@@ -81,6 +81,20 @@ async def test_messages_are_persistent_and_carry_cloudevents_headers_only(amqp, 
         "rule-id": "R12",
     }
     assert set(CE_HEADERS) <= set(got.headers)
+    assert got.type == "cse.screening"
+    assert got.app_id == "mash-broker"
+    assert got.timestamp == when
+
+
+def test_the_properties_written_are_those_of_the_aio_pika_message():
+    """The publisher writes ``properties()`` on the AMQP client's channel; the dead-letter
+    and re-drive paths publish ``aio_pika.Message`` objects: both must say the same."""
+    when = datetime(2026, 3, 4, 17, 30, 12, 345678, tzinfo=UTC)
+    for message in (
+        disclosure(time=when, correlation_id="EP-2026-0042", headers={"rule-id": "R12"}),
+        disclosure("tvp-police", "cse.screening", time=when),
+    ):
+        assert message.properties() == message.to_amqp().properties
 
 
 async def test_an_unroutable_message_is_reported_never_silently_confirmed(amqp, declared, admin):
