@@ -21,12 +21,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import (
-    AbstractChannel,
-    AbstractConnection,
-    AbstractIncomingMessage,
-    AbstractQueue,
-)
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from aiormq.abc import DeliveredMessage
 
 from broker.exceptions import BrokerError, TransportError
 from broker.logging import get_logger
@@ -98,24 +95,25 @@ class ReceivedMessage:
         return value if isinstance(value, str) else None
 
     @classmethod
-    def from_amqp(cls, queue: str, message: AbstractIncomingMessage) -> ReceivedMessage:
-        """Wrap an aio-pika delivery."""
-        headers = dict(message.headers or {})
+    def from_delivery(cls, queue: str, message: DeliveredMessage) -> ReceivedMessage:
+        """Wrap a delivery as the AMQP client gives it."""
+        properties = message.header.properties
+        headers = dict(properties.headers or {})
         count = headers.get("x-delivery-count")
         redelivered = bool(message.redelivered)
         return cls(
             queue=queue,
             body=message.body,
-            message_id=message.message_id,
+            message_id=properties.message_id,
             routing_key=message.routing_key or "",
             exchange=message.exchange or "",
             headers=headers,
-            content_type=message.content_type,
-            correlation_id=message.correlation_id,
+            content_type=properties.content_type,
+            correlation_id=properties.correlation_id,
             redelivered=redelivered,
             delivery_count=count if isinstance(count, int) else int(redelivered),
-            user_id=message.user_id,
-            app_id=message.app_id,
+            user_id=properties.user_id,
+            app_id=properties.app_id,
         )
 
 
@@ -267,12 +265,18 @@ class Consumer:
 
         connection.close_callbacks.add(on_close)
         subscribed = False
-        queue: AbstractQueue | None = None
+        underlay: aiormq.abc.AbstractChannel | None = None
         tag: str | None = None
         try:
             channel = await self._channel(connection, on_close)
-            queue = await channel.declare_queue(self._queue, passive=True, timeout=self._timeout)
-            tag = await queue.consume(self._deliver, timeout=self._timeout)
+            await channel.declare_queue(self._queue, passive=True, timeout=self._timeout)
+            # Deliveries straight from the AMQP client's channel: aio-pika's message object
+            # cost more to make than the rest of taking a delivery.
+            underlay = await channel.get_underlay_channel()
+            consuming = await underlay.basic_consume(
+                self._queue, self._deliver, timeout=self._timeout
+            )
+            tag = consuming.consumer_tag
             subscribed = True
             self._ready.set()
             _log.info("consumer_started", queue=self._queue, prefetch=self._prefetch)
@@ -285,8 +289,8 @@ class Consumer:
             _log.error("consumer_session_error", queue=self._queue, error=type(exc).__name__)
         finally:
             self._ready.clear()
-            if self._stopping.is_set() and not lost.is_set() and queue and tag:
-                await self._drain(queue, tag)
+            if self._stopping.is_set() and not lost.is_set() and underlay and tag:
+                await self._drain(underlay, tag)
             await self._abandon_in_flight()
             with contextlib.suppress(*AMQP_ERRORS):
                 async with asyncio.timeout(self._timeout):
@@ -304,10 +308,10 @@ class Consumer:
         await channel.set_qos(prefetch_count=self._prefetch, timeout=self._timeout)
         return channel
 
-    async def _drain(self, queue: AbstractQueue, tag: str) -> None:
+    async def _drain(self, channel: aiormq.abc.AbstractChannel, tag: str) -> None:
         """Stop deliveries, then give handlers in progress time to finish and ack."""
         with contextlib.suppress(*AMQP_ERRORS):
-            await queue.cancel(tag, timeout=self._timeout)
+            await channel.basic_cancel(tag, timeout=self._timeout)
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=self._stop_timeout)
 
@@ -319,7 +323,7 @@ class Consumer:
         if pending:
             await asyncio.wait(pending, timeout=self._timeout)
 
-    async def _deliver(self, message: AbstractIncomingMessage) -> None:
+    async def _deliver(self, message: DeliveredMessage) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
@@ -329,8 +333,8 @@ class Consumer:
             if task is not None:
                 self._in_flight.discard(task)
 
-    async def _process(self, message: AbstractIncomingMessage) -> None:
-        received = ReceivedMessage.from_amqp(self._queue, message)
+    async def _process(self, message: DeliveredMessage) -> None:
+        received = ReceivedMessage.from_delivery(self._queue, message)
         held = 0
         while True:
             try:
@@ -349,11 +353,11 @@ class Consumer:
                 _log.info(
                     "message_retry",
                     queue=self._queue,
-                    message_id=message.message_id,
+                    message_id=received.message_id,
                     deliveries=received.delivery_count + 1,
                     reason=exc.reason,
                 )
-                await self._settle(message, message.nack(requeue=True))
+                await self._settle(message, _nack(message))
             except Exception as exc:  # noqa: BLE001 - any other failure is treated as transient
                 self.stats.errors += 1
                 # Only our own errors are known to carry no personal data in their text.
@@ -361,18 +365,18 @@ class Consumer:
                 _log.warning(
                     "handler_failed",
                     queue=self._queue,
-                    message_id=message.message_id,
+                    message_id=received.message_id,
                     error=type(exc).__name__,
                     detail=detail,
                 )
-                await self._settle(message, message.nack(requeue=True))
+                await self._settle(message, _nack(message))
             else:
                 self._succeeded()
-                await self._settle(message, message.ack())
+                await self._settle(message, _ack(message))
                 self.stats.acked += 1
             return
 
-    async def _hold(self, message: AbstractIncomingMessage, held: int, reason: str) -> bool:
+    async def _hold(self, message: DeliveredMessage, held: int, reason: str) -> bool:
         """Keep a message whose handler met an outage (database or broker unavailable) and
         say whether to try it again here, after a back-off.
 
@@ -382,15 +386,14 @@ class Consumer:
         long the outage lasts. Not while stopping, nor once its channel is gone (the broker
         has then requeued it already).
         """
-        channel = getattr(message, "channel", None)
-        if self._stopping.is_set() or getattr(channel, "is_closed", False):
+        if self._stopping.is_set() or message.channel.is_closed:
             return False
         wait = self._hold_backoff.delay(held)
         self.stats.held += 1
         _log.info(
             "message_held",
             queue=self._queue,
-            message_id=message.message_id,
+            message_id=_message_id(message),
             attempt=held + 1,
             wait=round(wait, 3),
             reason=reason,
@@ -406,16 +409,15 @@ class Consumer:
         resumed, self._resumed = self._resumed, asyncio.Event()
         resumed.set()
 
-    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+    async def _dead_letter(self, message: DeliveredMessage, reason: str) -> None:
         """Put a copy carrying the reason on the dead-letter exchange, then ack the original.
 
         If the copy is not confirmed (no such exchange, broker refused), reject the original
         instead: the broker dead-letters it without the reason header, and the log keeps
         the reason against the message id.
         """
-        _log.warning(
-            "message_rejected", queue=self._queue, message_id=message.message_id, reason=reason
-        )
+        message_id = _message_id(message)
+        _log.warning("message_rejected", queue=self._queue, message_id=message_id, reason=reason)
         copy = _dead_letter_copy(message, self._queue, reason)
         publisher = self._dead_letter_publisher()
         try:
@@ -430,21 +432,21 @@ class Consumer:
             _log.warning(
                 "dead_letter_copy_failed",
                 queue=self._queue,
-                message_id=message.message_id,
+                message_id=message_id,
                 error=str(exc),
             )
-            await self._settle(message, message.reject(requeue=False))
+            await self._settle(message, _reject(message))
             return
         if result.confirmed:
-            await self._settle(message, message.ack())
+            await self._settle(message, _ack(message))
         else:
             _log.warning(
                 "dead_letter_copy_failed",
                 queue=self._queue,
-                message_id=message.message_id,
+                message_id=message_id,
                 error=result.detail,
             )
-            await self._settle(message, message.reject(requeue=False))
+            await self._settle(message, _reject(message))
 
     def _dead_letter_publisher(self) -> Publisher:
         if self._dead_letters is None:
@@ -453,7 +455,7 @@ class Consumer:
             )
         return self._dead_letters
 
-    async def _settle(self, message: AbstractIncomingMessage, settling: Awaitable[None]) -> None:
+    async def _settle(self, message: DeliveredMessage, settling: Awaitable[None]) -> None:
         """Send an ack, nack or reject; if the channel is gone the broker requeues anyway."""
         try:
             async with asyncio.timeout(self._timeout):
@@ -462,15 +464,39 @@ class Consumer:
             _log.warning(
                 "settle_failed",
                 queue=self._queue,
-                message_id=message.message_id,
+                message_id=_message_id(message),
                 error=type(exc).__name__,
             )
 
 
-def _dead_letter_copy(
-    message: AbstractIncomingMessage, queue: str, reason: str
-) -> aio_pika.Message:
-    headers = dict(message.headers or {})
+def _message_id(message: DeliveredMessage) -> str | None:
+    return message.header.properties.message_id
+
+
+async def _ack(message: DeliveredMessage) -> None:
+    await message.channel.basic_ack(_tag(message))
+
+
+async def _nack(message: DeliveredMessage) -> None:
+    """Back to the queue; counts as a delivery against the queue's limit."""
+    await message.channel.basic_nack(_tag(message), requeue=True)
+
+
+async def _reject(message: DeliveredMessage) -> None:
+    """Not requeued: the broker dead-letters it (the queue's dead-letter exchange)."""
+    await message.channel.basic_reject(_tag(message), requeue=False)
+
+
+def _tag(message: DeliveredMessage) -> int:
+    tag = message.delivery_tag
+    if tag is None:  # pragma: no cover - a consumer's deliveries always carry one
+        raise TransportError("a delivery without a delivery tag")
+    return tag
+
+
+def _dead_letter_copy(message: DeliveredMessage, queue: str, reason: str) -> aio_pika.Message:
+    properties = message.header.properties
+    headers = dict(properties.headers or {})
     # The count belongs to the queue it was delivered from; a re-drive starts afresh.
     headers.pop("x-delivery-count", None)
     headers[DEAD_LETTER_REASON_HEADER] = reason
@@ -479,14 +505,14 @@ def _dead_letter_copy(
     return aio_pika.Message(
         message.body,
         headers=headers,
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
+        content_type=properties.content_type,
+        content_encoding=properties.content_encoding,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        correlation_id=message.correlation_id,
-        message_id=message.message_id or uuid.uuid4().hex,
-        timestamp=message.timestamp,
-        type=message.type,
-        app_id=message.app_id,
+        correlation_id=properties.correlation_id,
+        message_id=properties.message_id or uuid.uuid4().hex,
+        timestamp=properties.timestamp,
+        type=properties.message_type,
+        app_id=properties.app_id,
     )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -92,6 +93,11 @@ async def test_messages_handled_without_error_are_acked(amqp, declared, admin, r
     assert first.exchange == DISCLOSURES_EXCHANGE
     assert first.redelivered is False
     assert first.delivery_count == 0
+    assert first.content_type == "application/jose"
+    assert first.app_id == "mash-broker"
+    assert first.user_id is None
+    assert first.body
+    assert first.headers["ce-id"] == first.message_id
     await consumer.stop()
     assert await queue_depth(admin, QUEUE) == 0
 
@@ -294,3 +300,35 @@ async def test_a_consumer_waits_for_its_queue_to_be_declared(amqp, admin, declar
         )
     assert sent[0].confirmed
     await eventually(lambda: got == ["late-1"])
+
+
+async def test_the_user_id_rabbitmq_checked_reaches_the_handler(amqp, declared, running):
+    """The ingest establishes a partner by the ``user_id`` RabbitMQ checks against the
+    connection's user; the handler must see it as sent (and see none when none was)."""
+    user = urlsplit(amqp.url.get_secret_value()).username
+    seen: list[ReceivedMessage] = []
+
+    async def handler(message: ReceivedMessage) -> None:
+        seen.append(message)
+
+    await running(amqp, handler)
+    stamped = disclosure("stamped").to_amqp()
+    stamped.user_id = user
+    async with Publisher(amqp) as publisher:
+        sent = await publisher.publish_amqp(
+            [
+                AmqpPublish(DISCLOSURES_EXCHANGE, disclosure().routing_key, stamped),
+                AmqpPublish(
+                    DISCLOSURES_EXCHANGE, disclosure().routing_key, disclosure("bare").to_amqp()
+                ),
+            ]
+        )
+    assert all(r.confirmed for r in sent)
+
+    async def both():
+        return len(seen) == 2
+
+    await eventually(both)
+    by_id = {m.message_id: m for m in seen}
+    assert by_id["stamped"].user_id == user
+    assert by_id["bare"].user_id is None
