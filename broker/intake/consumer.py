@@ -16,7 +16,7 @@ from broker.db import remember_jti, remember_jtis, session_scope, write_gate
 from broker.exceptions import ReplayDetected, SecurityError, TransportError
 from broker.intake.context import IntakeContext
 from broker.intake.opening import DisclosureOpener, Opened
-from broker.intake.store import IntakeStore, triage_batch
+from broker.intake.store import IntakeStore, ParsedBatch, triage_batch
 from broker.logging import get_logger
 from broker.messaging import Consumer, ReceivedMessage, RejectMessage, RetryLater
 from broker.models import InboxEntry, MashAlert, new_row
@@ -158,6 +158,8 @@ class IntakeConsumer:
                     applied.add(key)
                 accepted.append((len(outcomes), result.claims, body, message_id, result.jti))
                 outcomes.append(None)
+            # Pure work on the batch first: it would otherwise hold the write lock.
+            parsed = self.intake_store.parse_batch([claims for _, claims, *_ in accepted])
             # Writes from here on: on SQLite the write lock is held only for these.
             gate.enter()
             remembered = remember_jtis(session, [jti for *_, jti in accepted])
@@ -171,7 +173,9 @@ class IntakeConsumer:
                 remembered.discard(jti)  # a second copy in this batch is a replay too
                 fresh.append((index, claims, body))
             for (index, _, _), outcome in zip(
-                fresh, self._apply_many(session, [(c, b) for _, c, b in fresh], now), strict=True
+                fresh,
+                self._apply_many(session, [(c, b) for _, c, b in fresh], now, parsed),
+                strict=True,
             ):
                 outcomes[index] = outcome
             if refused:
@@ -271,9 +275,16 @@ class IntakeConsumer:
         return StoreOutcome.STORED
 
     def _apply_many(
-        self, session: Session, opened: Sequence[tuple[DisclosureClaims, bytes]], now: datetime
+        self,
+        session: Session,
+        opened: Sequence[tuple[DisclosureClaims, bytes]],
+        now: datetime,
+        parsed: ParsedBatch | None = None,
     ) -> list[str]:
-        """``_apply`` for several opened disclosures: the same rows, a few statements in all."""
+        """``_apply`` for several opened disclosures: the same rows, a few statements in all.
+
+        ``parsed`` is the triage's parsing of their claims, done before the write lock.
+        """
         if not opened:
             return []
         session.execute(
@@ -310,7 +321,7 @@ class IntakeConsumer:
             self._service.audit.append_many(
                 session, [self._delivered_record(alert) for alert, _ in alerts]
             )
-        self._triage_many(session, alerts)
+        self._triage_many(session, alerts, parsed)
         for alert, _ in alerts:
             _log.info("alert_stored", alert_id=alert.id, event_type=alert.event_type)
         return outcomes
@@ -341,7 +352,10 @@ class IntakeConsumer:
         )
 
     def _triage_many(
-        self, session: Session, alerts: Sequence[tuple[MashAlert, DisclosureClaims]]
+        self,
+        session: Session,
+        alerts: Sequence[tuple[MashAlert, DisclosureClaims]],
+        parsed: ParsedBatch | None = None,
     ) -> None:
         """Triage a batch's alerts under one savepoint; if any fails, each under its own.
 
@@ -352,7 +366,8 @@ class IntakeConsumer:
         if len(alerts) > 1:
             try:
                 with session.begin_nested(), triage_batch(session):
-                    self.intake_store.preload(session, [claims for _, claims in alerts])
+                    batch = [claims for _, claims in alerts]
+                    self.intake_store.preload(session, batch, parsed)
                     for alert, claims in alerts:
                         self.intake_store.on_alert(session, alert, claims)
             except (TransportError, OperationalError):

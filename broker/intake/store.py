@@ -84,6 +84,7 @@ __all__ = [
     "BROKER_ACTOR",
     "ChildLink",
     "IntakeStore",
+    "ParsedBatch",
     "episode_record",
     "new_child_key",
     "put_clock",
@@ -301,11 +302,22 @@ _BATCH_CANDIDATES = select(IntakeChild).where(
 
 
 @dataclass(eq=False)
+class ParsedBatch:
+    """A triage batch's events and their children's blinded identities, by ``id`` of the
+    claims they came from: pure work, done before the batch takes the database."""
+
+    events: dict[int, Event | None]
+    identities: dict[int, ChildIdentity]
+
+
+@dataclass(eq=False)
 class _Preloaded:
     """What a triage batch's alerts will look up, read once for the whole batch."""
 
     #: Parsed events, by ``id`` of the claims they came from.
     events: dict[int, Event | None]
+    #: The blinded identity of each event's child, by ``id`` of the claims.
+    identities: dict[int, ChildIdentity]
     #: The batch's episodes that were stored when it began (held: the session's identity
     #: map keeps rows only while something refers to them).
     episodes: dict[str, IntakeEpisode]
@@ -409,7 +421,25 @@ class IntakeStore:
 
     # ------------------------------------------------------------------ the entry point
 
-    def preload(self, session: Session, batch: Sequence[DisclosureClaims]) -> None:
+    def parse_batch(self, batch: Sequence[DisclosureClaims]) -> ParsedBatch:
+        """Parse a batch's events and blind their children's identifiers: no database, so
+        the consumer does it before it takes SQLite's write lock (``preload`` takes it)."""
+        events: dict[int, Event | None] = {}
+        identities: dict[int, ChildIdentity] = {}
+        for claims in batch:
+            event = events[id(claims)] = parse_event(claims.event)
+            if event is not None and event.subject is not None:
+                identities[id(claims)] = blind_identity(
+                    identity_of(event.subject), self.context.link_key
+                )
+        return ParsedBatch(events, identities)
+
+    def preload(
+        self,
+        session: Session,
+        batch: Sequence[DisclosureClaims],
+        parsed: ParsedBatch | None = None,
+    ) -> None:
         """Read what a triage batch's alerts will look up, in three queries for the batch:
         their episodes, what the episodes' stored alerts state, and the stored children
         that may be their candidates; ``on_alert`` then finds them in memory instead of
@@ -419,20 +449,26 @@ class IntakeStore:
         What the batch itself writes meanwhile is known the same way: the rows it makes
         (``triage_batch``), the facts its alerts state (added as each is triaged), and the
         identifiers it fills in (on the same row objects).
+
+        ``parsed`` is what ``parse_batch`` gave for these claims, if the caller has it.
         """
-        events: dict[int, Event | None] = {}
+        known = parsed if parsed is not None else ParsedBatch({}, {})
+        if any(id(claims) not in known.events for claims in batch):
+            more = self.parse_batch([c for c in batch if id(c) not in known.events])
+            known = ParsedBatch(
+                {**known.events, **more.events}, {**known.identities, **more.identities}
+            )
         episode_ids: set[str] = set()
         values: dict[str, set[object]] = {name: set() for name in _IDENTITY_FIELDS}
         for claims in batch:
-            event = parse_event(claims.event)
-            events[id(claims)] = event
+            event = known.events[id(claims)]
             if event is None:
                 continue
             key = episode_key(event) if isinstance(event.body, _EPISODIC) else None
             if key is not None:
                 episode_ids.add(key)
-            if event.subject is not None:
-                me = blind_identity(identity_of(event.subject), self.context.link_key)
+            me = known.identities.get(id(claims))
+            if me is not None:
                 for strong in STRONG_IDS:
                     if getattr(me, strong) is not None:
                         values[strong].add(getattr(me, strong))
@@ -458,7 +494,8 @@ class IntakeStore:
                 ).scalars()
             )
         session.info[_PRELOADED] = _Preloaded(
-            events=events,
+            events=known.events,
+            identities=known.identities,
             episodes=episodes,
             absent=episode_ids - episodes.keys(),
             facts=facts,
@@ -482,7 +519,8 @@ class IntakeStore:
             event = loaded.events[id(claims)]
         else:
             event = parse_event(claims.event)
-        link = self.link(session, alert.id, event)
+        me = loaded.identities.get(id(claims)) if loaded is not None else None
+        link = self.link(session, alert.id, event, me)
         episode_id = episode_key(event) if event and isinstance(event.body, _EPISODIC) else None
         child_key = link.child_key
         if episode_id is not None and child_key is None:
@@ -533,16 +571,25 @@ class IntakeStore:
 
     # ------------------------------------------------------------------ linking
 
-    def link(self, session: Session, alert_id: int, event: Event | None) -> ChildLink:
+    def link(
+        self,
+        session: Session,
+        alert_id: int,
+        event: Event | None,
+        me: ChildIdentity | None = None,
+    ) -> ChildLink:
         """File the event's child under a known child, or a new one; flag doubtful matches.
 
         A strong identifier links (and fills in identifiers the child lacked). A name and
         date-of-birth match, or strong evidence both for and against, files the alert under
         a separate child and opens a review for a person: never a silent merge.
+
+        ``me`` is the event's child's blinded identity, if the caller has it already.
         """
         if event is None or event.subject is None:
             return ChildLink(None, LinkKind.NONE)
-        me = blind_identity(identity_of(event.subject), self.context.link_key)
+        if me is None:
+            me = blind_identity(identity_of(event.subject), self.context.link_key)
         rows = self._candidates(session, me)
         result = link_child(me, [_identity_of_row(r) for r in rows])
         if isinstance(result, Linked):
