@@ -107,26 +107,30 @@ class Runtime:
         self._publisher: Publisher | None = None
         self.relay: OutboxRelay | None = None
         self.api_server: uvicorn.Server | None = None
-        #: With ``amqp.prepare_processes``: the ingest workers' and the intake's prepare processes.
+        #: With ``amqp.prepare_processes`` or ``api.prepare_processes``: the prepare
+        #: processes of this process's parts (ingest workers, intake, HTTP API), one set.
         self.preparers: PrepareProcesses | None = None
 
     async def start(self) -> None:
         """Declare the topology, then start each part and wait until its consumers listen."""
         await self._declare_topology()
         amqp = self.service.settings.amqp
-        if amqp.prepare_processes > 0 and {"ingest", "intake"} & set(self.parts):
-            # Shared by the ingest workers (translate, decide, seal) and the MASH intake
-            # (open): the CPU-bound steps, out of this process's event loop and threads.
-            self.preparers = PrepareProcesses(self.service.settings, amqp.prepare_processes)
+        wanted = self._prepare_processes_wanted()
+        if wanted > 0:
+            # One set for the ingest workers (translate, decide, seal), the MASH intake
+            # (open) and the HTTP API's ingest: the CPU-bound steps, out of this process's
+            # event loop and threads. Two sets would fight over the same cores.
+            self.preparers = PrepareProcesses(self.service.settings, wanted)
             await self.preparers.start()
+        amqp_preparers = self.preparers if amqp.prepare_processes > 0 else None
         if "ingest" in self.parts:
             for adapter in ADAPTER_NAMES:
                 worker = IngestWorker(
-                    self.service, adapter, on_stored=self._wake_relay, preparers=self.preparers
+                    self.service, adapter, on_stored=self._wake_relay, preparers=amqp_preparers
                 )
                 self.consumers.append(worker.consumer)
         if "intake" in self.parts:
-            intake = IntakeConsumer(self.service, preparers=self.preparers)
+            intake = IntakeConsumer(self.service, preparers=amqp_preparers)
             self.consumers.append(intake.consumer)
         if "xborder" in self.parts:
             receiver = await CrossBorderReceiver.prepare(self.service)
@@ -149,6 +153,16 @@ class Runtime:
             await self._start_api()
         _freeze_startup_heap()
         _log.info("service_started", parts=",".join(self.parts))
+
+    def _prepare_processes_wanted(self) -> int:
+        """How many prepare processes this process's parts ask for, between them."""
+        settings = self.service.settings
+        wanted = 0
+        if {"ingest", "intake"} & set(self.parts):
+            wanted = settings.amqp.prepare_processes
+        if "api" in self.parts:
+            wanted = max(wanted, settings.api.prepare_processes)
+        return wanted
 
     async def _declare_topology(self) -> None:
         """Declare the topology, retrying while RabbitMQ is unreachable or drops the link.
@@ -208,7 +222,11 @@ class Runtime:
 
         api = self.service.settings.api
         config = uvicorn.Config(
-            create_app(self.service, on_stored=self._wake_relay),
+            create_app(
+                self.service,
+                on_stored=self._wake_relay,
+                preparers=self.preparers if api.prepare_processes > 0 else None,
+            ),
             host=api.host,
             port=api.port,
             ssl_certfile=str(api.tls_certfile) if api.tls_certfile else None,

@@ -14,6 +14,7 @@ from broker.api.middleware import SecurityMiddleware
 from broker.api.routes import ROUTERS
 from broker.api.routes.asyncapi import package_version
 from broker.api.routes.ingest import body_limit_for
+from broker.preparers import PrepareProcesses
 from broker.service import Service
 
 __all__ = ["create_app"]
@@ -33,6 +34,7 @@ def create_app(
     staff_verifier: StaffVerifier | None = None,
     accounts: AccountStore | None = None,
     on_stored: Callable[[], None] | None = None,
+    preparers: PrepareProcesses | None = None,
 ) -> FastAPI:
     """The HTTP API of ``service``.
 
@@ -43,9 +45,16 @@ def create_app(
         accounts: the local account store to use (the default hashes with argon2id).
         on_stored: called (on the event loop) after an ingest commit that wrote outbox
             rows, e.g. to wake the outbox relay running in the same process.
+        preparers: prepare processes shared with the rest of the service (started and
+            closed by their owner), used when ``api.prepare_processes`` is set, instead of
+            the API starting its own.
     """
     context = ApiContext.build(
-        service, staff_verifier=staff_verifier, accounts=accounts, on_stored=on_stored
+        service,
+        staff_verifier=staff_verifier,
+        accounts=accounts,
+        on_stored=on_stored,
+        preparers=preparers,
     )
 
     @asynccontextmanager

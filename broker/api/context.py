@@ -108,6 +108,9 @@ class ApiContext:
     )
     #: With ``api.prepare_processes``: processes that prepare ingested messages.
     _prepare_processes: PrepareProcesses | None = field(default=None, repr=False)
+    #: Whether those processes belong to the rest of the service (which starts and
+    #: closes them) rather than to the API.
+    _shared_preparers: bool = field(default=False, repr=False)
     #: The AsyncAPI document, built on first request.
     asyncapi: dict[str, Any] | None = None
     _amqp: AbstractConnection | None = field(default=None, repr=False)
@@ -121,6 +124,7 @@ class ApiContext:
         staff_verifier: StaffVerifier | None = None,
         accounts: AccountStore | None = None,
         on_stored: Callable[[], None] | None = None,
+        preparers: PrepareProcesses | None = None,
     ) -> ApiContext:
         """Wire the API's parts from a loaded service.
 
@@ -130,6 +134,7 @@ class ApiContext:
                 tokens when omitted.
             accounts: the local account store (e.g. with a cheaper hasher in tests).
             on_stored: called after an ingest commit that wrote outbox rows.
+            preparers: prepare processes the service shares (its own are not started).
         """
         api = service.settings.api
         crypto = service.settings.crypto
@@ -169,6 +174,8 @@ class ApiContext:
             metrics=ApiMetrics(service),
             agreement_sha256=_sha256_of(service.settings.agreement_path),
             on_stored=on_stored,
+            _prepare_processes=preparers,
+            _shared_preparers=preparers is not None,
         )
 
     @property
@@ -265,14 +272,14 @@ class ApiContext:
     async def start(self) -> None:
         """Start what the API needs before its first request: the prepare processes
         (``api.prepare_processes``), each loaded, so no request waits for one to start."""
-        if self.settings.prepare_processes > 0:
+        if self.settings.prepare_processes > 0 and not self._shared_preparers:
             await self._preparers().start()
 
     async def aclose(self) -> None:
         """Close the probe connection; let the ingest threads end."""
         self.ingest_batcher.close()
         self._prepare_threads.shutdown(wait=False)
-        if self._prepare_processes is not None:
+        if self._prepare_processes is not None and not self._shared_preparers:
             await self._prepare_processes.aclose()
         if self._amqp is not None and not self._amqp.is_closed:
             try:

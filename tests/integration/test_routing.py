@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,7 @@ from uuid import UUID
 
 import aio_pika
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import Select, func, select
 from sqlmodel import col
 
@@ -404,3 +406,42 @@ async def test_ingest_prepared_in_processes_routes_the_same(service: Service) ->
     assert outbox == expected
     assert report.ok, report.summary()
     assert runtime.preparers.pids == []  # stopped with the service
+
+
+async def test_the_api_and_the_amqp_parts_share_one_set_of_prepare_processes(
+    service: Service,
+) -> None:
+    """``mash-broker run`` with both ``amqp.prepare_processes`` and
+    ``api.prepare_processes``: one set, as large as the larger setting, used by the
+    HTTP ingest as well as the AMQP ingest and the intake; closed with the service."""
+    service.settings.amqp.prepare_processes = 1
+    service.settings.api.prepare_processes = 2
+    runtime = Runtime(service, ["api", "ingest", "relay", "intake"])
+    async with runtime:
+        preparers = runtime.preparers
+        assert preparers is not None
+        assert len(preparers.pids) == 2
+        assert runtime.api_server is not None
+        app = runtime.api_server.config.app
+        assert isinstance(app, FastAPI)
+        api = app.state.api
+        assert api._prepare_processes is preparers
+        adapter, raw, sender = next(i for i in _native_samples() if i[0] == "police")
+        before = preparers.answered
+        prepared = await api.prepare(adapter, raw, sender, ("jti-shared-test", datetime.now(UTC)))
+        assert prepared.result.event_ids
+        assert preparers.answered == before + 1
+        # The AMQP parts use the same processes.
+        await publish_native(service, [(adapter, raw, sender)])
+        await eventually(lambda: preparers.answered >= before + 2)
+        pids = preparers.pids
+    assert preparers.pids == []
+    assert all(not _alive(pid) for pid in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
