@@ -182,6 +182,16 @@ class OutboxRelay:
         unsent = [
             (row, result) for row, result in zip(rows, results, strict=True) if not result.confirmed
         ]
+        # Made (and checked) before the write lock is taken: pure work that would hold it.
+        published = [
+            AuditRecord(
+                kind=AuditKind.PUBLISHED,
+                recipient=row.recipient,
+                jti=row.jti,
+                detail=f"outbox_id={row.id} exchange={row.exchange} routing_key={row.routing_key}",
+            )
+            for row in sent
+        ]
         sessions = self._service.sessions
         with write_gate(sessions) as gate, session_scope(sessions) as session:
             gate.enter()
@@ -207,19 +217,7 @@ class OutboxRelay:
                         next_attempt_at=now + timedelta(seconds=delay),
                     )
                 )
-            self._service.audit.append_many(
-                session,
-                [
-                    AuditRecord(
-                        kind=AuditKind.PUBLISHED,
-                        recipient=row.recipient,
-                        jti=row.jti,
-                        detail=f"outbox_id={row.id} exchange={row.exchange} "
-                        f"routing_key={row.routing_key}",
-                    )
-                    for row in sent
-                ],
-            )
+            self._service.audit.append_many(session, published)
         unroutable = sum(1 for _, r in unsent if r.status is PublishStatus.UNROUTABLE)
         for row, result in unsent:
             # An alarm, not a drop: the row stays pending and is retried.
