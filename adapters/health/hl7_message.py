@@ -37,6 +37,16 @@ MLLP_START = b"\x0b"
 MLLP_END = b"\x1c\r"
 
 _SEGMENT_NAME = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+
+# Far beyond any real message (an ADT message has a few dozen segments, a segment at most
+# a few dozen fields), and checked before the parser builds a list for every delimiter:
+# 100,000 empty fields cost it a second of CPU and a hundred thousand objects.
+#: The most segments one message may have.
+MAX_SEGMENTS = 2_000
+#: The most fields one segment may have.
+MAX_FIELDS = 500
+#: The most repetitions, components and subcomponents one segment may have, together.
+MAX_PARTS = 5_000
 _TS = re.compile(
     r"^(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})?(?:(\d{2})(?:\.(\d{1,4}))?)?)?([+-]\d{4})?$"
 )
@@ -310,10 +320,26 @@ def parse_message(raw: bytes) -> Hl7Message:
     seps = _separators(text)
     problems: list[Problem] = []
     lines = [line for line in text.split("\r") if line.strip()]
+    if len(lines) > MAX_SEGMENTS:
+        raise Hl7SyntaxError(
+            [Problem("message", f"{len(lines)} segments: at most {MAX_SEGMENTS} are accepted")]
+        )
+    parts = (seps.repetition, seps.component, seps.subcomponent)
     for position, line in enumerate(lines, start=1):
         name = line[:3]
         if not _SEGMENT_NAME.match(name) or (len(line) > 3 and line[3] != seps.field):
             problems.append(Problem(f"segment {position}", "not a valid segment"))
+        elif line.count(seps.field) > MAX_FIELDS:
+            problems.append(
+                Problem(f"segment {position} ({name})", f"more than {MAX_FIELDS} fields")
+            )
+        elif sum(line.count(p) for p in parts) > MAX_PARTS:
+            problems.append(
+                Problem(
+                    f"segment {position} ({name})",
+                    f"more than {MAX_PARTS} repetitions, components and subcomponents",
+                )
+            )
         elif name in ("MSH", "BHS", "FHS", "BTS", "FTS") and position > 1:
             problems.append(
                 Problem(f"segment {position} ({name})", "one message per input, without batches")

@@ -619,3 +619,31 @@ def test_the_public_hl7_parser_gives_the_same_events(monkeypatch: pytest.MonkeyP
     fast = [Hl7v2Adapter().parse(raw, CONTEXT) for raw in raws]
     monkeypatch.setattr(reader, "_split_message", reader._split_with_hl7)
     assert [Hl7v2Adapter().parse(raw, CONTEXT) for raw in raws] == fast
+
+
+# -- limits checked before the parser builds its lists ------------------------------------
+
+
+def test_a_message_at_the_limits_is_translated() -> None:
+    # Z-segments the adapter ignores pad it out to the limits.
+    wide = "ZQA" + "|" * reader.MAX_FIELDS
+    dense = "ZQB|" + "~" * reader.MAX_PARTS
+    filler = "\n".join(["NTE|1"] * (reader.MAX_SEGMENTS - 6))
+    raw = message(extra=f"{wide}\n{dense}\n{filler}")
+    assert raw.count(b"\r") == reader.MAX_SEGMENTS
+    assert translate(raw).subject is not None
+
+
+def test_a_message_beyond_the_limits_is_refused_where_it_is() -> None:
+    too_many = "\n".join(["NTE|1"] * (reader.MAX_SEGMENTS - 3))
+    assert problems(message(extra=too_many)) == {
+        "message": f"{reader.MAX_SEGMENTS + 1} segments: at most {reader.MAX_SEGMENTS} are accepted"
+    }
+    assert problems(message(extra="ZQA" + "|" * (reader.MAX_FIELDS + 1))) == {
+        "segment 5 (ZQA)": f"more than {reader.MAX_FIELDS} fields"
+    }
+    assert problems(message(extra="ZQB|" + "^&~" * (reader.MAX_PARTS // 3 + 1))) == {
+        "segment 5 (ZQB)": (
+            f"more than {reader.MAX_PARTS} repetitions, components and subcomponents"
+        )
+    }
