@@ -105,6 +105,10 @@ def _locator(row: int) -> Locate:
     return locate
 
 
+#: Blank lines as read, and the text each stands for (what decoding and cleaning give).
+_BLANK_LINES = {b"\n": "\n", b"\r\n": "\r\n", b"\r": "\r"}
+
+
 class _TextLines:
     """Decoded, cleaned text lines: BOM dropped, control characters removed.
 
@@ -123,6 +127,11 @@ class _TextLines:
 
     def __next__(self) -> str:
         line = next(self._lines)
+        blank = _BLANK_LINES.get(line)
+        if blank is not None:
+            # Nothing to decode or clean: a flood of blank lines costs no more than reading.
+            self._first = False
+            return blank
         if len(line) > MAX_LINE_BYTES:
             self.too_long = True
             self._first = False
