@@ -159,7 +159,7 @@ class IntakeConsumer:
                 accepted.append((len(outcomes), result.claims, body, message_id, result.jti))
                 outcomes.append(None)
             # Pure work on the batch first: it would otherwise hold the write lock.
-            parsed = self.intake_store.parse_batch([claims for _, claims, *_ in accepted])
+            parsed = self._parse([claims for _, claims, *_ in accepted])
             # Writes from here on: on SQLite the write lock is held only for these.
             gate.enter()
             remembered = remember_jtis(session, [jti for *_, jti in accepted])
@@ -243,6 +243,15 @@ class IntakeConsumer:
         if isinstance(ready, SecurityError):
             raise ready
         return ready if ready is not None else self._opener.open(body, now)
+
+    def _parse(self, batch: Sequence[DisclosureClaims]) -> ParsedBatch | None:
+        """The triage's parsing of ``batch``, or None if it fails: the triage then parses
+        under its savepoint, where a fault costs only the alerts' triage, never their
+        storing (see ``_triage_many``)."""
+        try:
+            return self.intake_store.parse_batch(batch)
+        except Exception:  # noqa: BLE001 - met again, and logged by alert id, in the triage
+            return None
 
     def _already_applied(self, session: Session, message_id: str) -> bool:
         found = session.execute(

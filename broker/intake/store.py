@@ -314,10 +314,8 @@ class ParsedBatch:
 class _Preloaded:
     """What a triage batch's alerts will look up, read once for the whole batch."""
 
-    #: Parsed events, by ``id`` of the claims they came from.
-    events: dict[int, Event | None]
-    #: The blinded identity of each event's child, by ``id`` of the claims.
-    identities: dict[int, ChildIdentity]
+    #: The batch's events and their children's blinded identities.
+    parsed: ParsedBatch
     #: The batch's episodes that were stored when it began (held: the session's identity
     #: map keeps rows only while something refers to them).
     episodes: dict[str, IntakeEpisode]
@@ -453,11 +451,10 @@ class IntakeStore:
         ``parsed`` is what ``parse_batch`` gave for these claims, if the caller has it.
         """
         known = parsed if parsed is not None else ParsedBatch({}, {})
-        if any(id(claims) not in known.events for claims in batch):
-            more = self.parse_batch([c for c in batch if id(c) not in known.events])
-            known = ParsedBatch(
-                {**known.events, **more.events}, {**known.identities, **more.identities}
-            )
+        missing = [claims for claims in batch if id(claims) not in known.events]
+        if missing:
+            more = self.parse_batch(missing)
+            known = ParsedBatch(known.events | more.events, known.identities | more.identities)
         episode_ids: set[str] = set()
         values: dict[str, set[object]] = {name: set() for name in _IDENTITY_FIELDS}
         for claims in batch:
@@ -494,8 +491,7 @@ class IntakeStore:
                 ).scalars()
             )
         session.info[_PRELOADED] = _Preloaded(
-            events=known.events,
-            identities=known.identities,
+            parsed=known,
             episodes=episodes,
             absent=episode_ids - episodes.keys(),
             facts=facts,
@@ -515,11 +511,12 @@ class IntakeStore:
         """
         assert alert.id is not None  # noqa: S101 - the consumer flushes before calling
         loaded = _preloaded(session)
-        if loaded is not None and id(claims) in loaded.events:
-            event = loaded.events[id(claims)]
+        parsed = loaded.parsed if loaded is not None else ParsedBatch({}, {})
+        if id(claims) in parsed.events:
+            event = parsed.events[id(claims)]
         else:
             event = parse_event(claims.event)
-        me = loaded.identities.get(id(claims)) if loaded is not None else None
+        me = parsed.identities.get(id(claims))
         link = self.link(session, alert.id, event, me)
         episode_id = episode_key(event) if event and isinstance(event.body, _EPISODIC) else None
         child_key = link.child_key

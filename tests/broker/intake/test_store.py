@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from broker.intake.clocks import ClockKind, ClockStatus
 from broker.intake.consumer import IntakeConsumer, StoreOutcome
 from broker.intake.context import IntakeContext
 from broker.intake.opening import DisclosureOpener
-from broker.intake.store import IntakeStore
+from broker.intake.store import IntakeStore, ParsedBatch
 from broker.intake.tables import (
     Decision,
     IntakeAlert,
@@ -492,6 +493,31 @@ def test_a_fault_in_one_alert_of_a_batch_leaves_the_others_triaged(
         episodes = set(session.execute(select(col(IntakeEpisode.episode_id))).scalars())
     assert triaged == {e.metadata.event_id: e.metadata.event_id != faulty for e in events}
     assert episodes == {"EP-0", "EP-1", "EP-3"}
+
+
+def test_a_fault_in_parsing_a_batch_costs_its_triage_never_its_storing(
+    intake_service: Service,
+    consumer: IntakeConsumer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch is parsed before the write lock, outside the triage's savepoint: a fault
+    there must not fail the batch's storing, and the alerts are still triaged."""
+    events = [reported(f"EP-{n}", utc(2026, 11, 20, 9, n), child(nhs=40 + n)) for n in range(3)]
+
+    def broken(store: IntakeStore, batch: Sequence[DisclosureClaims]) -> ParsedBatch:
+        raise RuntimeError("a bug in parsing")
+
+    monkeypatch.setattr(IntakeStore, "parse_batch", broken)
+    outcomes = consumer.store_many(
+        [(seal_for_mash(intake_service, event), None) for event in events]
+    )
+    assert outcomes == [StoreOutcome.STORED] * 3
+    with session_scope(intake_service.sessions) as session:
+        triaged = [
+            session.get(IntakeAlert, alert.id) is not None
+            for alert in session.execute(select(MashAlert)).scalars()
+        ]
+    assert triaged == [True] * 3
 
 
 def test_what_a_prepare_process_opened_is_stored_once_and_what_it_refused_is_refused(
