@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from broker.logging import get_logger
 from broker.messaging.connection import AMQP_ERRORS, Backoff, connect
 from broker.messaging.outcomes import RejectMessage, RetryLater
 from broker.messaging.publisher import AmqpPublish, Publisher
+from broker.messaging.settlements import Settlements
 from broker.settings import AmqpSettings
 from broker.topology import dead_letter_exchange_name
 
@@ -266,6 +268,7 @@ class Consumer:
         connection.close_callbacks.add(on_close)
         subscribed = False
         underlay: aiormq.abc.AbstractChannel | None = None
+        settlements: Settlements | None = None
         tag: str | None = None
         try:
             channel = await self._channel(connection, on_close)
@@ -273,8 +276,11 @@ class Consumer:
             # Deliveries straight from the AMQP client's channel: aio-pika's message object
             # cost more to make than the rest of taking a delivery.
             underlay = await channel.get_underlay_channel()
+            settlements = Settlements(underlay, queue=self._queue)
             consuming = await underlay.basic_consume(
-                self._queue, self._deliver, timeout=self._timeout
+                self._queue,
+                functools.partial(self._deliver, settlements=settlements),
+                timeout=self._timeout,
             )
             tag = consuming.consumer_tag
             subscribed = True
@@ -292,12 +298,13 @@ class Consumer:
             if self._stopping.is_set() and not lost.is_set() and underlay and tag:
                 await self._drain(underlay, tag)
             await self._abandon_in_flight()
-            if underlay is not None and not lost.is_set():
-                # Settlements wait in the connection's write queue (see ``_ack``), which
-                # closing the connection drops; the channel's Close travels behind them
-                # and is answered only once the broker has read them.
+            if underlay is not None and settlements is not None and not lost.is_set():
+                # Settlements wait in the connection's write queue (see ``Settlements``),
+                # which closing the connection drops; the channel's Close travels behind
+                # them and is answered only once the broker has read them.
                 with contextlib.suppress(*AMQP_ERRORS):
                     async with asyncio.timeout(self._timeout):
+                        await settlements.flush()
                         await underlay.close()
             with contextlib.suppress(*AMQP_ERRORS):
                 async with asyncio.timeout(self._timeout):
@@ -330,17 +337,19 @@ class Consumer:
         if pending:
             await asyncio.wait(pending, timeout=self._timeout)
 
-    async def _deliver(self, message: DeliveredMessage) -> None:
+    async def _deliver(self, message: DeliveredMessage, *, settlements: Settlements) -> None:
+        # First, before any await: the channel's deliveries are tracked in tag order.
+        settlements.delivered(_tag(message))
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
         try:
-            await self._process(message)
+            await self._process(message, settlements)
         finally:
             if task is not None:
                 self._in_flight.discard(task)
 
-    async def _process(self, message: DeliveredMessage) -> None:
+    async def _process(self, message: DeliveredMessage, settlements: Settlements) -> None:
         received = ReceivedMessage.from_delivery(self._queue, message)
         held = 0
         while True:
@@ -349,7 +358,7 @@ class Consumer:
             except RejectMessage as exc:
                 self.stats.rejected += 1
                 self.stats.by_reason[exc.reason] = self.stats.by_reason.get(exc.reason, 0) + 1
-                await self._dead_letter(message, exc.reason)
+                await self._dead_letter(message, settlements, exc.reason)
             except RetryLater as exc:
                 if isinstance(exc.__cause__, TransportError) and await self._hold(
                     message, held, exc.reason
@@ -364,7 +373,7 @@ class Consumer:
                     deliveries=received.delivery_count + 1,
                     reason=exc.reason,
                 )
-                await self._settle(message, _nack(message))
+                await self._settle(message, settlements.nack(_tag(message)))
             except Exception as exc:  # noqa: BLE001 - any other failure is treated as transient
                 self.stats.errors += 1
                 # Only our own errors are known to carry no personal data in their text.
@@ -376,10 +385,10 @@ class Consumer:
                     error=type(exc).__name__,
                     detail=detail,
                 )
-                await self._settle(message, _nack(message))
+                await self._settle(message, settlements.nack(_tag(message)))
             else:
                 self._succeeded()
-                await self._settle(message, _ack(message))
+                settlements.ack(_tag(message))
                 self.stats.acked += 1
             return
 
@@ -416,7 +425,9 @@ class Consumer:
         resumed, self._resumed = self._resumed, asyncio.Event()
         resumed.set()
 
-    async def _dead_letter(self, message: DeliveredMessage, reason: str) -> None:
+    async def _dead_letter(
+        self, message: DeliveredMessage, settlements: Settlements, reason: str
+    ) -> None:
         """Put a copy carrying the reason on the dead-letter exchange, then ack the original.
 
         If the copy is not confirmed (no such exchange, broker refused), reject the original
@@ -442,10 +453,10 @@ class Consumer:
                 message_id=message_id,
                 error=str(exc),
             )
-            await self._settle(message, _reject(message))
+            await self._settle(message, settlements.reject(_tag(message)))
             return
         if result.confirmed:
-            await self._settle(message, _ack(message))
+            settlements.ack(_tag(message))
         else:
             _log.warning(
                 "dead_letter_copy_failed",
@@ -453,7 +464,7 @@ class Consumer:
                 message_id=message_id,
                 error=result.detail,
             )
-            await self._settle(message, _reject(message))
+            await self._settle(message, settlements.reject(_tag(message)))
 
     def _dead_letter_publisher(self) -> Publisher:
         if self._dead_letters is None:
@@ -478,27 +489,6 @@ class Consumer:
 
 def _message_id(message: DeliveredMessage) -> str | None:
     return message.header.properties.message_id
-
-
-# Settling queues its frame for the connection's writer and returns (``wait=False``);
-# waiting until the frame was on the socket cost a loop round and ~80 µs of CPU a
-# message, and told nothing more: the broker's receipt of an ack is never confirmed, so
-# a settlement lost with the connection means a redelivery either way (which the
-# handlers' inbox makes harmless).
-
-
-async def _ack(message: DeliveredMessage) -> None:
-    await message.channel.basic_ack(_tag(message), wait=False)
-
-
-async def _nack(message: DeliveredMessage) -> None:
-    """Back to the queue; counts as a delivery against the queue's limit."""
-    await message.channel.basic_nack(_tag(message), requeue=True, wait=False)
-
-
-async def _reject(message: DeliveredMessage) -> None:
-    """Not requeued: the broker dead-letters it (the queue's dead-letter exchange)."""
-    await message.channel.basic_reject(_tag(message), requeue=False, wait=False)
 
 
 def _tag(message: DeliveredMessage) -> int:

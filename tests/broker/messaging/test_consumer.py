@@ -332,3 +332,57 @@ async def test_the_user_id_rabbitmq_checked_reaches_the_handler(amqp, declared, 
     by_id = {m.message_id: m for m in seen}
     assert by_id["stamped"].user_id == user
     assert by_id["bare"].user_id is None
+
+
+async def test_acks_of_later_deliveries_never_settle_one_still_being_handled(
+    amqp, declared, admin, running
+):
+    # The first delivery's handler is still running while the next 20 are handled and
+    # acked (in multiple runs); it then fails. Had an ack of the others covered it, its
+    # nack would name a delivery the broker no longer has (a channel error) and the
+    # message would be gone; it must come back and be handled.
+    release = asyncio.Event()
+    handled: list[str] = []
+
+    async def handler(message: ReceivedMessage) -> None:
+        if message.message_id == "slow" and message.delivery_count == 0:
+            await release.wait()
+            raise OSError("disk full")
+        handled.append(message.message_id or "")
+
+    consumer = await running(amqp, handler)
+    await publish(amqp, "slow", *[f"fast-{n}" for n in range(20)])
+    await eventually(lambda: len(handled) == 20)
+    release.set()
+    await eventually(lambda: "slow" in handled)
+    assert consumer.stats.acked == 21
+    assert consumer.stats.errors == 1
+    assert consumer.stats.reconnects == 0
+    await consumer.stop()
+    assert await queue_depth(admin, QUEUE) == 0
+
+
+async def test_a_delivery_abandoned_at_stop_returns_to_the_queue_and_the_acked_do_not(
+    amqp, declared, admin, running
+):
+    handled: list[str] = []
+
+    async def handler(message: ReceivedMessage) -> None:
+        if message.message_id == "stuck":
+            await asyncio.sleep(60)
+        handled.append(message.message_id or "")
+
+    consumer = await running(amqp, handler, stop_timeout=0.2)
+    await publish(amqp, "stuck", *[f"done-{n}" for n in range(10)])
+    await eventually(lambda: len(handled) == 10)
+    await consumer.stop()
+    # Only the abandoned delivery is back: the acks of the ten behind it were sent
+    # (before the channel closed) and did not take it with them.
+    assert await queue_depth(admin, QUEUE) == 1
+    got: list[str] = []
+
+    async def second(message: ReceivedMessage) -> None:
+        got.append(message.message_id or "")
+
+    await running(amqp, second)
+    await eventually(lambda: got == ["stuck"])
