@@ -66,9 +66,19 @@ class OutboxRelay:
         # Its database work runs on a thread of its own, not queued in the shared pool
         # behind the ingest's translating and sealing.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox relay")
+        # Outcomes are recorded on a thread of their own, so that while one batch's are
+        # written (waiting for SQLite's write lock, say) the next batch is already selected
+        # and published.
+        self._record_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox record")
         # Rows published whose outcome could not be recorded (the database went away after
         # the publish): recorded first on the next pass instead of published again.
         self._unrecorded: tuple[list[_Row], list[PublishResult]] | None = None
+        # Ids of rows published whose outcome is not yet committed: never selected again
+        # meanwhile (a second publish would be harmless, but is work and noise).
+        self._in_flight: set[int] = set()
+        # Outcomes waiting for the recording under way to end; recorded together then.
+        self._to_record: list[tuple[_Row, PublishResult]] = []
+        self._recording: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Start the next pass now: rows were just committed by this process.
@@ -98,7 +108,110 @@ class OutboxRelay:
         rows = await loop.run_in_executor(self._thread, self._due_rows)
         if not rows:
             return RelayReport(0, 0, 0, 0)
-        messages = [
+        results = await self._publisher.publish_batch(self._messages(rows))
+        try:
+            return await loop.run_in_executor(self._thread, self._record, rows, results)
+        except TransportError:
+            self._unrecorded = (rows, results)
+            raise
+
+    async def run(self, stop: asyncio.Event, *, idle_seconds: float = 0.2) -> None:
+        """Relay until ``stop`` is set; when nothing is due, wait for ``wake`` or the poll.
+
+        Pipelined: a batch's outcomes are recorded while the next batch is selected and
+        published (the rows being recorded are left out of that selection), and outcomes
+        that arrive while one recording runs are recorded together in the next. Before it
+        returns, every outcome it published is recorded (or kept for the next pass if the
+        database is unavailable).
+
+        The poll (``idle_seconds``) finds rows committed by other processes and rows whose
+        retry time has come.
+        """
+        try:
+            while not stop.is_set():
+                # Cleared before the pass: a wake-up during it means rows it may have missed.
+                self._wakeup.clear()
+                try:
+                    taken = await self._publish_pass()
+                except TransportError as exc:
+                    # An outage (database or broker): expected, said once per pass, no trace.
+                    _log.warning("relay_pass_deferred", error=exc.code)
+                    taken = 0
+                    await _sleep_or_stop(stop, 1.0)
+                except Exception:  # noqa: BLE001 - the relay must outlive any one failure
+                    _log.exception("relay_pass_failed")
+                    taken = 0
+                    await _sleep_or_stop(stop, 1.0)
+                if taken < self._batch_size:
+                    await _wait_either(stop, self._wakeup, idle_seconds)
+        finally:
+            await self._recorded()
+
+    async def _publish_pass(self) -> int:
+        """Select due rows not in flight, publish them, hand their outcomes to recording.
+
+        Returns:
+            How many rows were taken.
+
+        Raises:
+            TransportError: the database or broker is unavailable.
+        """
+        loop = asyncio.get_running_loop()
+        if self._unrecorded is not None:
+            await self._recorded()
+            unrecorded, self._unrecorded = self._unrecorded, None
+            try:
+                await loop.run_in_executor(self._record_thread, self._record, *unrecorded)
+            except TransportError:
+                self._unrecorded = unrecorded
+                raise
+            self._in_flight.difference_update(row.id for row in unrecorded[0])
+        if len(self._in_flight) >= self._batch_size:
+            # Recording lags behind publishing: let it catch up (this bounds the rows
+            # in flight, and the ids the next select leaves out).
+            await self._recorded()
+        # The set as it is before the select starts: a row whose outcome commits while the
+        # select runs may still read as pending there, and is left out by this.
+        exclude = frozenset(self._in_flight)
+        rows = await loop.run_in_executor(self._thread, self._due_rows, exclude)
+        if not rows:
+            return 0
+        results = await self._publisher.publish_batch(self._messages(rows))
+        self._in_flight.update(row.id for row in rows)
+        self._to_record.extend(zip(rows, results, strict=True))
+        if self._recording is None or self._recording.done():
+            self._recording = asyncio.create_task(self._record_pending(), name="outbox record")
+        return len(rows)
+
+    async def _record_pending(self) -> None:
+        """Record the outcomes handed over, in batches, until none are left."""
+        loop = asyncio.get_running_loop()
+        while self._to_record:
+            taken, self._to_record = self._to_record, []
+            rows = [row for row, _ in taken]
+            results = [result for _, result in taken]
+            try:
+                await loop.run_in_executor(self._record_thread, self._record, rows, results)
+            except TransportError as exc:
+                # Kept and recorded first on the next pass, not published again.
+                _log.warning("relay_record_deferred", error=exc.code)
+                if self._unrecorded is None:
+                    self._unrecorded = (rows, results)
+                else:
+                    self._unrecorded[0].extend(rows)
+                    self._unrecorded[1].extend(results)
+                continue
+            except Exception:  # noqa: BLE001 - the rows stay pending: published again
+                _log.exception("relay_record_failed", rows=len(rows))
+            self._in_flight.difference_update(row.id for row in rows)
+
+    async def _recorded(self) -> None:
+        """Wait for the recording under way, if any."""
+        if self._recording is not None:
+            await asyncio.shield(self._recording)
+
+    def _messages(self, rows: list[_Row]) -> list[OutgoingMessage]:
+        return [
             OutgoingMessage(
                 exchange=row.exchange,
                 routing_key=row.routing_key,
@@ -109,38 +222,18 @@ class OutboxRelay:
             )
             for row in rows
         ]
-        results = await self._publisher.publish_batch(messages)
-        try:
-            return await loop.run_in_executor(self._thread, self._record, rows, results)
-        except TransportError:
-            self._unrecorded = (rows, results)
-            raise
 
-    async def run(self, stop: asyncio.Event, *, idle_seconds: float = 0.2) -> None:
-        """Relay until ``stop`` is set; when nothing is due, wait for ``wake`` or the poll.
-
-        The poll (``idle_seconds``) finds rows committed by other processes and rows whose
-        retry time has come.
-        """
-        while not stop.is_set():
-            # Cleared before the pass: a wake-up during it means rows it may have missed.
-            self._wakeup.clear()
-            try:
-                report = await self.run_once()
-            except TransportError as exc:
-                # An outage (database or broker): expected, said once per pass, no trace.
-                _log.warning("relay_pass_deferred", error=exc.code)
-                report = RelayReport(0, 0, 0, 0)
-                await _sleep_or_stop(stop, 1.0)
-            except Exception:  # noqa: BLE001 - the relay must outlive any one failure
-                _log.exception("relay_pass_failed")
-                report = RelayReport(0, 0, 0, 0)
-                await _sleep_or_stop(stop, 1.0)
-            if report.taken < self._batch_size:
-                await _wait_either(stop, self._wakeup, idle_seconds)
-
-    def _due_rows(self) -> list[_Row]:
+    def _due_rows(self, exclude: frozenset[int] = frozenset()) -> list[_Row]:
         now = datetime.now(UTC)
+        conditions = [
+            col(OutboxMessage.status) == OutboxStatus.PENDING,
+            or_(
+                col(OutboxMessage.next_attempt_at).is_(None),
+                col(OutboxMessage.next_attempt_at) <= now,
+            ),
+        ]
+        if exclude:
+            conditions.append(col(OutboxMessage.id).not_in(exclude))
         with session_scope(self._service.sessions) as session:
             found = session.execute(
                 select(
@@ -152,13 +245,7 @@ class OutboxRelay:
                     col(OutboxMessage.jti),
                     col(OutboxMessage.attempts),
                 )
-                .where(
-                    col(OutboxMessage.status) == OutboxStatus.PENDING,
-                    or_(
-                        col(OutboxMessage.next_attempt_at).is_(None),
-                        col(OutboxMessage.next_attempt_at) <= now,
-                    ),
-                )
+                .where(*conditions)
                 .order_by(col(OutboxMessage.id))
                 .limit(self._batch_size)
             ).all()

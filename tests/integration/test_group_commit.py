@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import threading
+import time
 import uuid
 from collections import Counter
 from typing import Any
 
+import aio_pika
 import pytest
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
@@ -213,6 +216,96 @@ async def test_a_woken_relay_publishes_without_waiting_for_its_poll(service: Ser
         finally:
             stop.set()
             await task
+
+
+async def test_the_relay_publishes_while_it_records_and_each_row_only_once(
+    service: Service,
+) -> None:
+    # The first batch's outcomes are held at the database (as behind SQLite's write lock):
+    # meanwhile the relay publishes the rows committed after, and not again those it is
+    # still recording (pending in the database until then). When it stops, all are
+    # recorded, each row published and recorded once.
+    await ensure_topology(service.settings.amqp, service.topology)
+    samples = _police_samples()
+    ingestor = Ingestor(service)
+    ingestor.ingest_batch([("police", samples[0], SENDER)])
+    first_rows = outbox_backlog(service)
+    held = threading.Event()
+    recordings: list[int] = []
+    stop = asyncio.Event()
+    connection = await aio_pika.connect(service.settings.amqp.url.get_secret_value())
+    async with connection, Publisher(service.settings.amqp) as publisher:
+        channel = await connection.channel()
+
+        async def on_queues() -> int:
+            total = 0
+            for queue in set(service.topology.recipient_queues.values()):
+                declared = await channel.declare_queue(queue, passive=True)
+                total += int(declared.declaration_result.message_count or 0)
+            return total
+
+        relay = OutboxRelay(service, publisher)
+        record = relay._record
+
+        def slow_record(rows: list[Any], results: list[Any]) -> Any:
+            recordings.append(len(rows))
+            if len(recordings) == 1:
+                held.wait(10)
+            return record(rows, results)
+
+        relay._record = slow_record  # type: ignore[method-assign]
+        task = asyncio.create_task(relay.run(stop, idle_seconds=0.02))
+        try:
+            await eventually(lambda: recordings == [first_rows], within=10)
+            ingestor.ingest_batch([("police", raw, SENDER) for raw in samples[1:]])
+            all_rows = outbox_backlog(service)
+            relay.wake()
+            for _ in range(50):  # passes that meet the first batch's rows still pending
+                if await on_queues() == all_rows:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+            assert await on_queues() == all_rows  # the later rows too, the first ones once
+            assert recordings == [first_rows]  # still held: nothing more recorded yet
+            assert outbox_backlog(service) == all_rows
+        finally:
+            held.set()
+            stop.set()
+            await task
+    assert outbox_backlog(service) == 0
+    assert sum(recordings) == all_rows
+    with session_scope(service.sessions) as session:
+        published = Counter(
+            session.execute(
+                select(col(AuditEntry.jti)).where(col(AuditEntry.kind) == "published")
+            ).scalars()
+        )
+    assert len(published) == all_rows
+    assert set(published.values()) == {1}
+
+
+async def test_a_stopping_relay_records_what_it_published(service: Service) -> None:
+    await ensure_topology(service.settings.amqp, service.topology)
+    Ingestor(service).ingest_batch([("police", raw, SENDER) for raw in _police_samples()])
+    rows = outbox_backlog(service)
+    assert rows > 0
+    stop = asyncio.Event()
+    async with Publisher(service.settings.amqp) as publisher:
+        relay = OutboxRelay(service, publisher)
+        record = relay._record
+
+        loop = asyncio.get_running_loop()
+
+        def record_after_stop(rows: list[Any], results: list[Any]) -> Any:
+            # The run is told to stop while this batch is being recorded.
+            loop.call_soon_threadsafe(stop.set)
+            time.sleep(0.3)
+            return record(rows, results)
+
+        relay._record = record_after_stop  # type: ignore[method-assign]
+        await asyncio.wait_for(relay.run(stop, idle_seconds=60), 10)
+    assert outbox_backlog(service) == 0
+    assert _audit_kinds(service)["published"] == rows
 
 
 @pytest.mark.parametrize("path", ["alone", "batch"])
