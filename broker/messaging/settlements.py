@@ -92,7 +92,10 @@ class Settlements:
 
     async def _send_soon(self) -> None:
         try:
-            await self._send()
+            # Queuing a frame can wait (the connection's write queue is bounded); acks
+            # given meanwhile are sent by this task too, before it ends.
+            while self._acked:
+                await self._send()
         finally:
             self._sending = None
 

@@ -21,9 +21,13 @@ class _Channel:
     def __init__(self, *, closed: bool = False) -> None:
         self.frames: list[tuple[Any, ...]] = []
         self.closed = closed
+        #: While clear, queuing an ack waits (as when the write queue is full).
+        self.writable = asyncio.Event()
+        self.writable.set()
 
     async def basic_ack(self, tag: int, multiple: bool = False, wait: bool = True) -> None:
         self._check(wait)
+        await self.writable.wait()
         self.frames.append(("ack", tag, multiple))
 
     async def basic_nack(self, tag: int, requeue: bool = True, wait: bool = True) -> None:
@@ -101,6 +105,18 @@ async def test_a_delivery_first_open_then_failed_is_nacked_alone() -> None:
     assert channel.frames[2:] == [("nack", 7, True)]
     await _round()
     assert channel.frames[3:] == []
+    assert settlements.open == 0
+
+
+async def test_an_ack_given_while_the_last_ones_wait_to_be_queued_is_sent_too() -> None:
+    settlements, channel = _tracking(1, 2)
+    channel.writable.clear()
+    settlements.ack(1)
+    await _round()  # the ack of 1 waits for room in the connection's write queue
+    settlements.ack(2)
+    channel.writable.set()
+    await _round()
+    assert channel.frames == [("ack", 1, True), ("ack", 2, True)]
     assert settlements.open == 0
 
 
