@@ -23,7 +23,14 @@ from broker.exceptions import TransportError
 from broker.intake.consumer import IntakeConsumer, StoreOutcome
 from broker.keys import PartyKeys
 from broker.messaging import Consumer, OutgoingMessage, Publisher, ReceivedMessage, RetryLater
-from broker.models import AuditEntry, AuditKind, MashAlert, OutboxMessage, OutboxStatus
+from broker.models import (
+    AuditEntry,
+    AuditKind,
+    MashAlert,
+    OutboxMessage,
+    OutboxStatus,
+    RawMessage,
+)
 from broker.outbox import OutboxRelay, outbox_backlog
 from broker.policy import evaluate, leaf_paths
 from broker.replay import MemoryReplayStore
@@ -188,10 +195,11 @@ async def test_redelivery_after_a_crash_before_ack_has_no_second_effect(
     items = [i for i in _native_samples() if i[0] == "police"]
     async with Runtime(service, ("ingest", "relay")):
         await publish_native(service, items)
+        # Every message ingested (not only the first batch) and its rows published.
         await eventually(
             lambda: (
-                outbox_backlog(service) == 0
-                and _count(service, select(func.count()).select_from(OutboxMessage)) > 0
+                _count(service, select(func.count()).select_from(RawMessage)) == len(items)
+                and outbox_backlog(service) == 0
             )
         )
     sent_to_mash = _count(

@@ -35,7 +35,7 @@ from broker.keys import (
     rotate_party_keys,
 )
 from broker.messaging import list_dead_letters, redrive
-from broker.models import AuditKind, MashAlert, OutboxMessage
+from broker.models import AuditKind, MashAlert, OutboxMessage, RawMessage
 from broker.outbox import outbox_backlog
 from broker.runtime import Runtime
 from broker.service import Service
@@ -226,12 +226,14 @@ async def test_rotation_with_disclosures_queued_loses_nothing(
     try:
         async with Runtime(before, ["ingest", "relay"]) as runtime:
             await publish_native(before, native_items(1))
-            await eventually(lambda: _drained(before), within=60, what="first batch relayed")
+            first = len(native_items(1))
+            await eventually(lambda: _drained(before, first), within=60, what="first batch relayed")
             rotate_party_keys(keys_dir, MASH)
             rotate_party_keys(keys_dir, "wam-broker")
             # Still running on the registry it loaded: it seals to the old keys.
             await publish_native(before, native_items(2))
-            await eventually(lambda: _drained(before), within=60, what="second batch relayed")
+            both = first + len(native_items(2))
+            await eventually(lambda: _drained(before, both), within=60, what="second batch relayed")
             assert runtime.relay is not None
         old_mash_kid = before.registry.encryption_key(MASH).kid
     finally:
@@ -243,8 +245,9 @@ async def test_rotation_with_disclosures_queued_loses_nothing(
         async with Runtime(after, ("ingest", "relay", "intake")):
             await publish_native(after, native_items(3))
             expected = expected_mash_alerts(after, (1, 2, 3))
+            ingested = sum(len(native_items(seed)) for seed in (1, 2, 3))
             await eventually(
-                lambda: alerts(after) == len(expected) and _drained(after),
+                lambda: alerts(after) == len(expected) and _drained(after, ingested),
                 within=90,
                 what=f"{len(expected)} alerts",
             )
@@ -271,7 +274,9 @@ async def test_signer_restarted_before_the_intake_dead_letters_then_redrives(
             async with Runtime(new, ["ingest", "relay"]):
                 await publish_native(new, native_items(1))
                 consumer = intake.consumers[0]
-                await eventually(lambda: _drained(new), within=60, what="relayed")
+                await eventually(
+                    lambda: _drained(new, len(native_items(1))), within=60, what="relayed"
+                )
                 sent = count(new, OutboxMessage, col(OutboxMessage.recipient) == MASH)
                 await eventually(lambda: consumer.stats.rejected >= sent, what="refusals")
         assert alerts(old) == 0
@@ -297,9 +302,7 @@ async def test_signer_restarted_before_the_intake_dead_letters_then_redrives(
         old.engine.dispose()
 
 
-def _drained(service: Service) -> bool:
-    return outbox_backlog(service) == 0 and _has_outbox(service)
-
-
-def _has_outbox(service: Service) -> bool:
-    return count(service, OutboxMessage) > 0
+def _drained(service: Service, ingested: int) -> bool:
+    """Every one of ``ingested`` native messages stored, and what they caused published
+    (not only the first batch's: the backlog is also empty between two batches)."""
+    return count(service, RawMessage) == ingested and outbox_backlog(service) == 0
