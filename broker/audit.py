@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import re
+import secrets
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,12 +60,14 @@ __all__ = [
     "AuditKind",
     "AuditLog",
     "AuditRecord",
+    "EntryDraft",
     "Problem",
     "Signer",
     "VerifyReport",
     "canonical_bytes",
     "checkpoint",
     "checkpoint_if_due",
+    "draft",
     "entries_for_event",
     "entry_hash",
     "verify",
@@ -276,6 +279,57 @@ def entry_hash(entry: AuditEntry | Mapping[Any, Any]) -> str:
     return hashlib.sha256(canonical_bytes(values)).hexdigest()
 
 
+#: Stand-ins for the three values only the chain gives an entry, in a draft's canonical
+#: text. Random per process, so that no recorded value can be mistaken for one.
+_CHAIN_SLOTS = {name: f"\x00{name}-{secrets.token_hex(8)}" for name in ("at", "prev_hash", "seq")}
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDraft:
+    """An ``AuditRecord`` made ready to be chained, before the chain's lock is taken.
+
+    ``values`` are the entry's columns but ``seq``, ``at``, ``prev_hash`` and ``hash``;
+    ``pieces`` are its canonical text (as ``canonical_bytes`` writes it) around those
+    three values, which fill the ``slots`` in order. Appending one then costs a string
+    join and a SHA-256 under the lock, not the record's serialising.
+    """
+
+    values: dict[str, Any]
+    pieces: tuple[str, ...]
+    slots: tuple[str, ...]
+
+
+def draft(record: AuditRecord) -> EntryDraft:
+    """``record`` as an ``EntryDraft`` (pure: make it before taking the write lock)."""
+    values = record.model_dump()
+    values["fields"] = sorted(set(record.fields))
+    text = json.dumps(
+        _document({**values, **_CHAIN_SLOTS}),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    markers = {name: json.dumps(slot, ensure_ascii=False) for name, slot in _CHAIN_SLOTS.items()}
+    found = sorted((text.index(marker), name) for name, marker in markers.items())
+    pieces: list[str] = []
+    start = 0
+    for position, name in found:
+        pieces.append(text[start:position])
+        start = position + len(markers[name])
+    pieces.append(text[start:])
+    return EntryDraft(values=values, pieces=tuple(pieces), slots=tuple(n for _, n in found))
+
+
+def _draft_hash(entry: EntryDraft, chain: Mapping[str, str]) -> str:
+    """The entry's hash, ``chain`` holding the JSON text of ``at``, ``prev_hash``, ``seq``."""
+    pieces, slots = entry.pieces, entry.slots
+    text = pieces[0]
+    for index, slot in enumerate(slots):
+        text += chain[slot] + pieces[index + 1]
+    return hashlib.sha256(HASH_DOMAIN + b"\x00" + text.encode("utf-8")).hexdigest()
+
+
 # --------------------------------------------------------------------------- appending
 
 _HEAD = SQLModel.metadata.tables["audit_head"]
@@ -370,11 +424,15 @@ class AuditLog:
             )
             raise AuditEntryInvalid(f"audit entry refused: {where}") from None
 
-    def append_many(self, session: Session, records: Sequence[AuditRecord]) -> list[AppendedEntry]:
+    def append_many(
+        self, session: Session, records: Sequence[AuditRecord | EntryDraft]
+    ) -> list[AppendedEntry]:
         """Add several entries under one lock, in order (e.g. a batch's shares and refusals).
 
         Three statements whatever the number of records: collect a transaction's records
-        and append them in one call, just before commit.
+        and append them in one call, just before commit. Records made before the write
+        lock is taken are best passed as drafts (``draft``): what is left under the lock
+        is then the chain's own work.
 
         Returns:
             What was stored, in the order given.
@@ -386,17 +444,15 @@ class AuditLog:
         at = self._clock()
         if at.tzinfo is None:
             raise AuditEntryInvalid("audit clock returned a naive datetime")
+        drafts = [r if isinstance(r, EntryDraft) else draft(r) for r in records]
+        chain = {"at": json.dumps(_norm_at(at))}
         rows: list[dict[str, Any]] = []
-        for record in records:
+        for entry in drafts:
             seq += 1
-            values = record.model_dump()
-            values.update(
-                seq=seq,
-                at=at,
-                fields=sorted(set(record.fields)),
-                prev_hash=prev_hash,
-            )
-            values["hash"] = prev_hash = entry_hash(values)
+            chain["seq"] = str(seq)
+            chain["prev_hash"] = json.dumps(prev_hash, ensure_ascii=False)
+            values = {**entry.values, "seq": seq, "at": at, "prev_hash": prev_hash}
+            values["hash"] = prev_hash = _draft_hash(entry, chain)
             rows.append(values)
         connection.execute(_INSERT_ENTRIES, rows)
         connection.execute(_MOVE_HEAD, {"head_hash": prev_hash, "head_at": at})

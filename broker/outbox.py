@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlmodel import col
 
-from broker.audit import AuditKind, AuditRecord
+from broker.audit import AuditKind, AuditRecord, draft
 from broker.db import session_scope, write_gate
 from broker.exceptions import TransportError
 from broker.logging import get_logger
@@ -271,11 +271,14 @@ class OutboxRelay:
         ]
         # Made (and checked) before the write lock is taken: pure work that would hold it.
         published = [
-            AuditRecord(
-                kind=AuditKind.PUBLISHED,
-                recipient=row.recipient,
-                jti=row.jti,
-                detail=f"outbox_id={row.id} exchange={row.exchange} routing_key={row.routing_key}",
+            draft(
+                AuditRecord(
+                    kind=AuditKind.PUBLISHED,
+                    recipient=row.recipient,
+                    jti=row.jti,
+                    detail=f"outbox_id={row.id} exchange={row.exchange} "
+                    f"routing_key={row.routing_key}",
+                )
             )
             for row in sent
         ]

@@ -23,7 +23,7 @@ from sqlmodel import Session, SQLModel, col
 
 from adapters import AdapterContext, AdapterError, InputTooLarge, Problem, get_adapter
 from broker import envelope
-from broker.audit import AuditKind, AuditLog, AuditRecord
+from broker.audit import AuditKind, AuditLog, AuditRecord, EntryDraft, draft
 from broker.batching import together_else_each
 from broker.db import remember_jtis, session_scope, write_gate
 from broker.envelope import EnvelopeLimits
@@ -102,6 +102,9 @@ class PreparedMessage:
     replay_token: tuple[str, datetime] | None = None
     error: AdapterError | None = None
     records: list[AuditRecord] = field(default_factory=list)
+    #: ``records`` made ready to be chained (``broker.audit.draft``), as the prepare
+    #: step leaves them: less work while the write lock is held.
+    drafts: list[EntryDraft] = field(default_factory=list)
     batch: _Batch = field(default_factory=_Batch)
     result: IngestResult = field(default_factory=lambda: IngestResult(raw_id=None))
 
@@ -369,7 +372,9 @@ class Ingestor:
                 outbox = [row for i in stored for row in i.batch.outbox]
                 if outbox:
                     connection.execute(_INSERT_OUTBOX, outbox)
-                self._service.audit.append_many(session, [r for i in stored for r in i.records])
+                self._service.audit.append_many(
+                    session, [r for i in stored for r in (i.drafts or i.records)]
+                )
         for item in stored:
             self._log_stored(item)
         return results
@@ -439,6 +444,7 @@ class Ingestor:
                 )
             )
             item.result = IngestResult(raw_id=raw_row.id, problems=error.problems)
+            item.drafts = [draft(record) for record in item.records]
             return item
         for event in events:
             self._decide(event, source, digest, now, item.batch)
@@ -449,6 +455,7 @@ class Ingestor:
             for e in events
         )
         item.records.extend(item.batch.audit)
+        item.drafts = [draft(record) for record in item.records]
         item.result = IngestResult(
             raw_id=raw_row.id,
             event_ids=tuple(e.metadata.event_id for e in events),

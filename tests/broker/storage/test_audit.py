@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import pickle
 import threading
 import time
 import uuid
@@ -27,12 +28,13 @@ from broker.audit import (
     VerifyReport,
     checkpoint,
     checkpoint_if_due,
+    draft,
     entries_for_event,
     entry_hash,
     verify,
 )
 from broker.db import make_sessionmaker, session_scope
-from broker.models import GENESIS_HASH, AuditCheckpoint, AuditEntry, AuditKind
+from broker.models import GENESIS_HASH, AuditCheckpoint, AuditEntry, AuditHead, AuditKind
 from schemas.common import make_test_nhs_number
 from tests.broker.storage import tamper
 from tests.broker.storage.conftest import SERVICE_KID
@@ -122,6 +124,66 @@ def test_hash_is_sha256_over_the_documented_encoding(db_session: Session) -> Non
     encoded = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
     assert HASH_DOMAIN == b"mash-broker/audit/v1"
     assert entry.hash == hashlib.sha256(HASH_DOMAIN + b"\x00" + encoded).hexdigest()
+
+
+def test_drafts_made_before_the_lock_chain_exactly_as_records_do(db_engine) -> None:
+    # The same records appended as records and as drafts (made earlier, e.g. in a
+    # prepare process and pickled back): the same rows and the same hashes, by the
+    # documented encoding, whatever the values (None, several fields, each kind).
+    at = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
+    records = [
+        AuditLog.record(kind="received", event_id=tamper.EVENT, party="tvp-police"),
+        AuditLog.record(
+            kind="shared",
+            event_id=tamper.EVENT,
+            recipient="wam-mash",
+            rule_id="missing-to-mash",
+            lawful_basis="s115",
+            fields=["subject.name", "episode.id", "subject.name", "episode.found_at"],
+            detail="outbox_id=7 exchange=disclosures",
+        ),
+        AuditLog.record(
+            kind="refused", event_id=tamper.EVENT, recipient="x-panel", reason="no_rule"
+        ),
+        AuditLog.record(kind="rejected", party="tvp-police", reason="schema", detail="raw_id=abc"),
+        AuditLog.record(kind="published", recipient="wam-mash", jti="0" * 31 + "a"),
+    ]
+    # As a prepare process sends them back (our own bytes, not untrusted input).
+    drafts = [pickle.loads(pickle.dumps(draft(record))) for record in records]  # noqa: S301
+    appended = {}
+    for name, items in (("records", records), ("drafts", drafts)):
+        sessions = make_sessionmaker(db_engine)
+        with session_scope(sessions) as session:
+            session.execute(sa.delete(AuditEntry))
+            session.execute(sa.update(AuditHead).values(seq=0, hash=GENESIS_HASH))
+        with session_scope(sessions) as session:
+            log = AuditLog(clock=lambda: at)
+            appended[name] = log.append_many(session, items[:2]) + log.append_many(
+                session, items[2:]
+            )
+        with session_scope(sessions) as session:
+            assert verify(session, None).ok
+    assert appended["drafts"] == appended["records"]
+    for entry in appended["drafts"]:
+        document = {
+            "seq": entry.seq,
+            "at": "2026-03-01T09:30:15.123456Z",
+            "kind": entry.kind.value,
+            "event_id": None if entry.event_id is None else str(entry.event_id),
+            "party": entry.party,
+            "actor": entry.actor,
+            "recipient": entry.recipient,
+            "rule_id": entry.rule_id,
+            "lawful_basis": entry.lawful_basis,
+            "fields": list(entry.fields),
+            "reason": entry.reason,
+            "jti": entry.jti,
+            "detail": entry.detail,
+            "prev_hash": entry.prev_hash,
+        }
+        encoded = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+        assert entry.hash == hashlib.sha256(HASH_DOMAIN + b"\x00" + encoded).hexdigest()
+    assert appended["drafts"][1].fields == ("episode.found_at", "episode.id", "subject.name")
 
 
 @pytest.mark.parametrize(
