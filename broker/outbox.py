@@ -96,15 +96,7 @@ class OutboxRelay:
                 recorded on the next pass.
         """
         loop = asyncio.get_running_loop()
-        if self._unrecorded is not None:
-            # Kept only through outages: any other failure leaves the rows pending, to be
-            # published again (at least once) rather than retried here for ever.
-            unrecorded, self._unrecorded = self._unrecorded, None
-            try:
-                await loop.run_in_executor(self._thread, self._record, *unrecorded)
-            except TransportError:
-                self._unrecorded = unrecorded
-                raise
+        await self._record_kept(self._thread)
         rows = await loop.run_in_executor(self._thread, self._due_rows)
         if not rows:
             return RelayReport(0, 0, 0, 0)
@@ -159,13 +151,8 @@ class OutboxRelay:
         loop = asyncio.get_running_loop()
         if self._unrecorded is not None:
             await self._recorded()
-            unrecorded, self._unrecorded = self._unrecorded, None
-            try:
-                await loop.run_in_executor(self._record_thread, self._record, *unrecorded)
-            except TransportError:
-                self._unrecorded = unrecorded
-                raise
-            self._in_flight.difference_update(row.id for row in unrecorded[0])
+            kept = await self._record_kept(self._record_thread)
+            self._in_flight.difference_update(row.id for row in kept)
         if len(self._in_flight) >= self._batch_size:
             # Recording lags behind publishing: let it catch up (this bounds the rows
             # in flight, and the ids the next select leaves out).
@@ -182,6 +169,24 @@ class OutboxRelay:
         if self._recording is None or self._recording.done():
             self._recording = asyncio.create_task(self._record_pending(), name="outbox record")
         return len(rows)
+
+    async def _record_kept(self, executor: ThreadPoolExecutor) -> list[_Row]:
+        """Record the outcomes kept through an outage, if any; their rows.
+
+        Raises:
+            TransportError: still unavailable; they are kept for the next pass.
+        """
+        if self._unrecorded is None:
+            return []
+        # Kept only through outages: any other failure leaves the rows pending, to be
+        # published again (at least once) rather than retried here for ever.
+        unrecorded, self._unrecorded = self._unrecorded, None
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, self._record, *unrecorded)
+        except TransportError:
+            self._unrecorded = unrecorded
+            raise
+        return unrecorded[0]
 
     async def _record_pending(self) -> None:
         """Record the outcomes handed over, in batches, until none are left."""
