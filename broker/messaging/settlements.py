@@ -10,7 +10,9 @@ delivery still being handled (or held through an outage) must not be settled wit
 others, or its message would be lost if the handler then failed. So the channel's
 open deliveries are kept in tag order; a ``multiple`` ack covers only the run of acked
 deliveries at the front, up to the first one still open, and the acks beyond that one
-are sent one by one. Nacks and rejects are sent at once, one by one.
+are sent one by one. Nacks and rejects are sent at once, one by one; a delivery being
+nacked or rejected stops a run like an open one until its frame is queued, since the
+connection's write queue is bounded and a run queued ahead of it would settle it.
 
 Every settlement is queued for the connection's writer without waiting for it to reach
 the socket (``wait=False``): waiting cost a loop round a message and told nothing more,
@@ -31,6 +33,10 @@ __all__ = ["Settlements"]
 
 _log = get_logger("messaging.settlements")
 
+# A delivery's state while it is open: being handled, acked (not yet sent), or being
+# nacked or rejected (its frame not yet queued).
+_HANDLING, _ACKED, _SETTLING = 0, 1, 2
+
 
 class Settlements:
     """One channel's open deliveries; acks go out in ``multiple`` runs, never past an open one.
@@ -44,9 +50,9 @@ class Settlements:
         """Track ``channel``'s deliveries; ``queue`` names them in logs."""
         self._channel = channel
         self._queue = queue
-        # Delivery tag → acked by its handler (and not yet sent). Tags arrive in
-        # increasing order and a dict keeps insertion order: the first key is the lowest.
-        self._open: dict[int, bool] = {}
+        # Delivery tag → its state. Tags arrive in increasing order and a dict keeps
+        # insertion order: the first key is the lowest.
+        self._open: dict[int, int] = {}
         self._acked = 0
         self._sending: asyncio.Task[None] | None = None
 
@@ -57,13 +63,11 @@ class Settlements:
 
     def delivered(self, tag: int) -> None:
         """A delivery arrived; call before its handler runs."""
-        self._open[tag] = False
+        self._open[tag] = _HANDLING
 
     def ack(self, tag: int) -> None:
         """Its effect is durable: ack it with the others acked in this round of the loop."""
-        if self._open.get(tag) is not False:
-            raise ValueError(f"delivery {tag} is not open on this channel")
-        self._open[tag] = True
+        self._claim(tag, _ACKED)
         self._acked += 1
         if self._sending is None:
             # A task runs after what is already due in this round of the loop: the other
@@ -72,13 +76,19 @@ class Settlements:
 
     async def nack(self, tag: int) -> None:
         """Back to its queue (counts as a delivery against the queue's limit), at once."""
-        self._close(tag)
-        await self._channel.basic_nack(tag, requeue=True, wait=False)
+        self._claim(tag, _SETTLING)
+        try:
+            await self._channel.basic_nack(tag, requeue=True, wait=False)
+        finally:
+            del self._open[tag]
 
     async def reject(self, tag: int) -> None:
         """Not requeued: the broker dead-letters it, at once."""
-        self._close(tag)
-        await self._channel.basic_reject(tag, requeue=False, wait=False)
+        self._claim(tag, _SETTLING)
+        try:
+            await self._channel.basic_reject(tag, requeue=False, wait=False)
+        finally:
+            del self._open[tag]
 
     async def flush(self) -> None:
         """Send the acks not yet sent (before the channel is closed)."""
@@ -86,9 +96,10 @@ class Settlements:
             await asyncio.shield(self._sending)
         await self._send()
 
-    def _close(self, tag: int) -> None:
-        if self._open.pop(tag, None) is not False:
+    def _claim(self, tag: int, state: int) -> None:
+        if self._open.get(tag) != _HANDLING:
             raise ValueError(f"delivery {tag} is not open on this channel")
+        self._open[tag] = state
 
     async def _send_soon(self) -> None:
         try:
@@ -105,8 +116,8 @@ class Settlements:
         self._acked = 0
         # The run of acked deliveries at the front: one multiple ack settles them all.
         last: int | None = None
-        for tag, acked in self._open.items():
-            if not acked:
+        for tag, state in self._open.items():
+            if state != _ACKED:
                 break
             last = tag
         if last is not None:
@@ -116,7 +127,7 @@ class Settlements:
                     break
         # Acked behind a delivery still open: one by one, so that the open one is not
         # settled with them and they do not hold the prefetch window meanwhile.
-        singles = [tag for tag, acked in self._open.items() if acked]
+        singles = [tag for tag, state in self._open.items() if state == _ACKED]
         for tag in singles:
             del self._open[tag]
         try:

@@ -32,6 +32,7 @@ class _Channel:
 
     async def basic_nack(self, tag: int, requeue: bool = True, wait: bool = True) -> None:
         self._check(wait)
+        await self.writable.wait()
         self.frames.append(("nack", tag, requeue))
 
     async def basic_reject(self, tag: int, requeue: bool = True, wait: bool = True) -> None:
@@ -117,6 +118,22 @@ async def test_an_ack_given_while_the_last_ones_wait_to_be_queued_is_sent_too() 
     channel.writable.set()
     await _round()
     assert channel.frames == [("ack", 1, True), ("ack", 2, True)]
+    assert settlements.open == 0
+
+
+async def test_a_nack_waiting_to_be_queued_stops_a_run_like_an_open_delivery() -> None:
+    # The write queue is full: the nack of 3 waits to be queued. A multiple ack up to 5
+    # queued ahead of it would settle 3 at the broker (acked, not requeued: lost).
+    settlements, channel = _tracking(3, 5)
+    channel.writable.clear()
+    nacking = asyncio.create_task(settlements.nack(3))
+    await _round()
+    settlements.ack(5)
+    await _round()
+    channel.writable.set()
+    await nacking
+    await settlements.flush()
+    assert sorted(channel.frames) == [("ack", 5, False), ("nack", 3, True)]
     assert settlements.open == 0
 
 
