@@ -439,12 +439,13 @@ class AuditLog:
         """
         if not records:
             return []
+        # Pure work first: the head's lock (a row lock on PostgreSQL) is held from here on.
+        drafts = [r if isinstance(r, EntryDraft) else draft(r) for r in records]
         connection = session.connection()
         seq, prev_hash = _lock_head(connection, len(records))
         at = self._clock()
         if at.tzinfo is None:
             raise AuditEntryInvalid("audit clock returned a naive datetime")
-        drafts = [r if isinstance(r, EntryDraft) else draft(r) for r in records]
         chain = {"at": json.dumps(_norm_at(at))}
         rows: list[dict[str, Any]] = []
         for entry in drafts:

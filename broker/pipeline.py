@@ -101,9 +101,8 @@ class PreparedMessage:
     #: message is not stored. None for a channel whose credential is not a one-time token.
     replay_token: tuple[str, datetime] | None = None
     error: AdapterError | None = None
-    records: list[AuditRecord] = field(default_factory=list)
-    #: ``records`` made ready to be chained (``broker.audit.draft``), as the prepare
-    #: step leaves them: less work while the write lock is held.
+    #: Its audit entries, made ready to be chained (``broker.audit.draft``) by the
+    #: prepare step: less work while the write lock is held.
     drafts: list[EntryDraft] = field(default_factory=list)
     batch: _Batch = field(default_factory=_Batch)
     result: IngestResult = field(default_factory=lambda: IngestResult(raw_id=None))
@@ -373,7 +372,7 @@ class Ingestor:
                 if outbox:
                     connection.execute(_INSERT_OUTBOX, outbox)
                 self._service.audit.append_many(
-                    session, [r for i in stored for r in (i.drafts or i.records)]
+                    session, [entry for i in stored for entry in i.drafts]
                 )
         for item in stored:
             self._log_stored(item)
@@ -438,24 +437,21 @@ class Ingestor:
         detail = f"adapter={adapter_name} raw_id={raw_row.id}"
         if error is not None:
             item.error = error
-            item.records.append(
-                AuditLog.record(
-                    kind=AuditKind.REJECTED, party=source, reason=error.code, detail=detail
-                )
+            rejected = AuditLog.record(
+                kind=AuditKind.REJECTED, party=source, reason=error.code, detail=detail
             )
+            item.drafts = [draft(rejected)]
             item.result = IngestResult(raw_id=raw_row.id, problems=error.problems)
-            item.drafts = [draft(record) for record in item.records]
             return item
         for event in events:
             self._decide(event, source, digest, now, item.batch)
-        item.records.extend(
+        received = [
             AuditLog.record(
                 kind=AuditKind.RECEIVED, event_id=e.metadata.event_id, party=source, detail=detail
             )
             for e in events
-        )
-        item.records.extend(item.batch.audit)
-        item.drafts = [draft(record) for record in item.records]
+        ]
+        item.drafts = [draft(record) for record in (*received, *item.batch.audit)]
         item.result = IngestResult(
             raw_id=raw_row.id,
             event_ids=tuple(e.metadata.event_id for e in events),
