@@ -23,6 +23,7 @@ redelivery either way, which the handlers' inbox makes harmless.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from aiormq.abc import AbstractChannel
 
@@ -76,17 +77,19 @@ class Settlements:
 
     async def nack(self, tag: int) -> None:
         """Back to its queue (counts as a delivery against the queue's limit), at once."""
-        self._claim(tag, _SETTLING)
-        try:
-            await self._channel.basic_nack(tag, requeue=True, wait=False)
-        finally:
-            del self._open[tag]
+        await self._at_once(tag, self._channel.basic_nack, requeue=True)
 
     async def reject(self, tag: int) -> None:
         """Not requeued: the broker dead-letters it, at once."""
+        await self._at_once(tag, self._channel.basic_reject, requeue=False)
+
+    async def _at_once(
+        self, tag: int, send: Callable[..., Awaitable[None]], *, requeue: bool
+    ) -> None:
+        # Open until its frame is queued: a run must not be queued ahead of it.
         self._claim(tag, _SETTLING)
         try:
-            await self._channel.basic_reject(tag, requeue=False, wait=False)
+            await send(tag, requeue=requeue, wait=False)
         finally:
             del self._open[tag]
 
