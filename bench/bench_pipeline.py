@@ -587,8 +587,11 @@ class BareHarness:
 class AlertClock:
     """When each MASH alert's transaction committed, by event id (session events)."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(
+        self, service: Service, report: Callable[[list[uuid.UUID]], None] | None = None
+    ) -> None:
         self.committed: dict[uuid.UUID, float] = {}
+        self._report = report
         sa.event.listen(service.sessions, "after_flush", self._after_flush)
         sa.event.listen(service.sessions, "after_commit", self._after_commit)
         sa.event.listen(service.sessions, "after_rollback", self._after_rollback)
@@ -601,7 +604,9 @@ class AlertClock:
 
     def _after_commit(self, session: Session) -> None:
         alerts = session.info.pop("bench_alerts", None)
-        if alerts:
+        if alerts and self._report is not None:
+            self._report(alerts)
+        elif alerts:
             now = time.perf_counter()
             for event_id in alerts:
                 self.committed[event_id] = now
@@ -609,6 +614,78 @@ class AlertClock:
     @staticmethod
     def _after_rollback(session: Session) -> None:
         session.info.pop("bench_alerts", None)
+
+
+def _intake_child(
+    settings: Settings, results: Any, control: Any, log_level: str, log_path: str | None
+) -> None:
+    """The MASH intake as a process of its own (``mash-broker run --only intake``).
+
+    Sends its preparers' pids, then ``(event id, commit time)`` lists as alerts commit;
+    stops when ``control`` says so (or closes). Logs as the parent does, to ``log_path``.
+    """
+    if log_path is None:
+        configure_logging("error", json=True)
+    else:
+        sys.stderr = Path(log_path).open("a")  # noqa: SIM115 - for the process's lifetime
+        configure_logging(log_level, json=True)
+    service = Service.load(settings)
+
+    def committed(alerts: list[uuid.UUID]) -> None:
+        now = time.perf_counter()  # CLOCK_MONOTONIC: the same clock in every process
+        results.send([(event_id, now) for event_id in alerts])
+
+    AlertClock(service, committed)
+
+    async def serve() -> None:
+        runtime = Runtime(service, ("intake",))
+        await runtime.start()
+        results.send(runtime.preparers.pids if runtime.preparers is not None else [])
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, control.recv)
+        except EOFError:
+            pass
+        finally:
+            await runtime.stop()
+            service.engine.dispose()
+
+    asyncio.run(serve())
+    results.send(None)
+
+
+class IntakeProcess:
+    """Starts and stops ``_intake_child``; fills ``committed`` from what it reports."""
+
+    def __init__(self, settings: Settings, committed: dict[uuid.UUID, float]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._results, child_results = context.Pipe(duplex=False)
+        child_control, self._control = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_intake_child,
+            args=(settings, child_results, child_control, *_CHILD_LOG),
+        )
+        self._committed = committed
+        self._reader: Any = None
+        self.pids: list[int] = []
+
+    async def start(self) -> None:
+        self._process.start()
+        helpers = await asyncio.to_thread(self._results.recv)
+        self.pids = [self._process.pid or 0, *helpers]
+        self._reader = asyncio.get_running_loop().run_in_executor(None, self._read)
+
+    def _read(self) -> None:
+        while (batch := self._results.recv()) is not None:
+            self._committed.update(batch)
+
+    async def stop(self) -> None:
+        self._control.send("stop")
+        await self._reader
+        await asyncio.to_thread(self._process.join, 30)
+
+
+#: The service's log level and the intake process's log file (set by ``_log_to_file``).
+_CHILD_LOG: list[Any] = ["error", None]
 
 
 def broker_settings(
@@ -632,12 +709,34 @@ def broker_settings(
 class BrokerHarness:
     """Measures the broker: the service's runtime started over a backlog, or paced."""
 
-    def __init__(self, rabbit: Rabbit, settings: Settings) -> None:
+    def __init__(self, rabbit: Rabbit, settings: Settings, intake_process: bool = False) -> None:
         self._rabbit = rabbit
         self._settings = settings
         self.service = Service.load(settings)
         self._clock = AlertClock(self.service)
         self._route = ingest_routing_key("police")
+        self._intake_process = intake_process
+        self._parts = tuple(p for p in PARTS if p != "intake") if intake_process else PARTS
+
+    @contextlib.asynccontextmanager
+    async def _running(self) -> Any:
+        """The service's runtime (and, with ``intake_process``, the intake's process)."""
+        intake = (
+            IntakeProcess(self._settings, self._clock.committed) if self._intake_process else None
+        )
+        runtime = Runtime(self.service, self._parts)
+        if intake is not None:
+            await intake.start()
+        try:
+            await runtime.start()
+            try:
+                helpers = list(runtime.preparers.pids) if runtime.preparers is not None else []
+                yield helpers + (intake.pids if intake is not None else [])
+            finally:
+                await runtime.stop()
+        finally:
+            if intake is not None:
+                await intake.stop()
 
     async def setup(self) -> None:
         await ensure_topology(self._settings.amqp, self.service.topology)
@@ -650,31 +749,24 @@ class BrokerHarness:
         committed = self._clock.committed
         target = len(committed) + len(ids)
         await publish_all(self._rabbit.url, INGEST_EXCHANGE, self._route, messages, first)
-        runtime = Runtime(self.service, PARTS)
         load = os.getloadavg()[0]
         cpu = time.process_time()
         started = time.perf_counter()
-        await runtime.start()
-        # The prepare processes (``--prepare-processes``) start loaded: their CPU from here.
-        helpers = runtime.preparers.pids if runtime.preparers is not None else []
-        helper_cpu = sum(_cpu_of(pid) for pid in helpers)
-        try:
+        async with self._running() as helpers:
+            # The other processes (prepare, intake) start loaded: their CPU from here.
+            helper_cpu = sum(_cpu_of(pid) for pid in helpers)
             # Only this run's alerts commit meanwhile, so counting them is enough.
             await _wait_for(
                 lambda: len(committed) >= target, 60 + len(messages) / 20, "broker backlog"
             )
             cpu = time.process_time() - cpu + sum(_cpu_of(pid) for pid in helpers) - helper_cpu
-        finally:
-            await runtime.stop()
         return _throughput([committed[i] for i in ids], started, cpu, load)
 
     async def latency(self, messages: list[bytes], first: int, rate: float, warm: int) -> Latency:
         ids = event_ids(messages)
         committed = self._clock.committed
         target = len(committed) + len(ids)
-        runtime = Runtime(self.service, PARTS)
-        await runtime.start()
-        try:
+        async with self._running():
             load = os.getloadavg()[0]
             sent = await publish_paced(
                 self._rabbit.url,
@@ -687,8 +779,6 @@ class BrokerHarness:
             await _wait_for(
                 lambda: len(committed) >= target, 60 + len(messages) / 20, "broker paced"
             )
-        finally:
-            await runtime.stop()
         done = {first + k: committed[i] for k, i in enumerate(ids)}
         return _latency(sent, done, first + warm, rate, load)
 
@@ -855,6 +945,7 @@ async def run(args: argparse.Namespace) -> bool:
                     broker_settings(
                         rabbit, db_url, keys_dir, args.prefetch, args.prepare_processes
                     ),
+                    intake_process=args.intake_process,
                 )
                 await broker.setup()
             try:
@@ -891,8 +982,10 @@ def _log_to_file(args: argparse.Namespace, directory: Path) -> Iterator[None]:
         configure_logging("error", json=True)
         yield
         return
+    log_path = Path(args.log_file or directory / "broker.log")
+    _CHILD_LOG[:] = [args.log_level, str(log_path.with_suffix(".intake.log"))]
     with (
-        Path(args.log_file or directory / "broker.log").open("w") as log_file,
+        log_path.open("w") as log_file,
         contextlib.redirect_stderr(log_file),
     ):
         configure_logging(args.log_level, json=True)
@@ -934,6 +1027,12 @@ def main() -> None:
         type=int,
         default=0,
         help="amqp.prepare_processes of the broker (their CPU is counted with the service's)",
+    )
+    parser.add_argument(
+        "--intake-process",
+        action="store_true",
+        help="run the MASH intake as a process of its own (``mash-broker run --only intake``) "
+        "beside the rest of the service (``--only ingest,relay,checkpoints``)",
     )
     parser.add_argument("--log-file", default=None, help="keep the service log here")
     parser.add_argument("--json", default=None, help="also write the figures to this file")

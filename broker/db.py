@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -174,20 +176,22 @@ def session_scope(bind: Engine | sessionmaker[Session]) -> Iterator[Session]:
 
 
 class WriteGate:
-    """Queues this process's batch writers on a SQLite database, first come first served.
+    """Queues the service's batch writers on a SQLite database, first come first served.
 
     SQLite has one write lock per database, and a writer that finds it taken sleeps in
     growing steps (1, 2, 5, 10, ... ms) before it tries again, so a few busy writers lose
-    many milliseconds to sleeping. The ingest, relay and intake batches of one process
-    take this gate just before their first write and hold it until their transaction
-    ends: they queue and go on the moment the previous one commits. Writers in other
-    processes still meet SQLite's own lock as before. On PostgreSQL it does nothing.
+    many milliseconds to sleeping. The ingest, relay and intake batches take this gate
+    just before their first write and hold it until their transaction ends: they queue
+    and go on the moment the previous one commits. The gate is a lock of this process
+    and, for a database file, an advisory lock (``flock``) on a file beside it
+    (``<database>-gate``), so the parts of the service run as processes of their own
+    (``mash-broker run --only ...``) queue on it too. On PostgreSQL it does nothing.
 
     Use: ``with write_gate(engine) as gate, session_scope(engine) as session:``, read,
     ``gate.enter()``, write; the transaction ends before the gate opens.
     """
 
-    def __init__(self, lock: threading.RLock | None) -> None:
+    def __init__(self, lock: _GateLock | None) -> None:
         self._lock = lock
         self._held = False
 
@@ -206,19 +210,66 @@ class WriteGate:
             self._lock.release()
 
 
-_GATES: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+class _GateLock:
+    """A SQLite database's gate: a re-entrant lock of this process, and the file lock.
+
+    The file lock is taken by the outermost holder in this process and let go by it; a
+    thread that holds the gate may take it again (a writer called from another's
+    transaction) without deadlocking on its own file lock.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self._thread_lock = threading.RLock()
+        self._path = path
+        self._file: int | None = None
+        self._depth = 0
+
+    def __del__(self) -> None:
+        if self._file is not None:
+            os.close(self._file)
+
+    def acquire(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            if self._depth == 0 and self._path is not None:
+                if self._file is None:
+                    self._file = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._file, fcntl.LOCK_EX)  # waits without the interpreter lock
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        self._depth += 1
+
+    def release(self) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._file is not None:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+
+def _gate_path(engine: Engine) -> Path | None:
+    """The gate's lock file for a SQLite database file; None for an in-memory database."""
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).with_name(Path(database).name + "-gate")
+
+
+_GATES: weakref.WeakKeyDictionary[Engine, _GateLock] = weakref.WeakKeyDictionary()
 _GATES_LOCK = threading.Lock()
 
 
 def write_gate(bind: Engine | sessionmaker[Session]) -> WriteGate:
-    """The write gate of ``bind``'s database for this process (see ``WriteGate``)."""
+    """The write gate of ``bind``'s database (see ``WriteGate``)."""
     engine = bind if isinstance(bind, Engine) else bind.kw.get("bind")
     if not isinstance(engine, Engine) or engine.dialect.name != "sqlite":
         return WriteGate(None)
     with _GATES_LOCK:
         lock = _GATES.get(engine)
         if lock is None:
-            lock = _GATES[engine] = threading.RLock()
+            lock = _GATES[engine] = _GateLock(_gate_path(engine))
     return WriteGate(lock)
 
 

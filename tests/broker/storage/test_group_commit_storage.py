@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import fcntl
+import multiprocessing
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from broker import pipeline
-from broker.db import make_sessionmaker, remember_jti, remember_jtis, write_gate
+from broker.db import make_engine, make_sessionmaker, remember_jti, remember_jtis, write_gate
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(days=7)
@@ -134,3 +139,78 @@ def test_the_ingest_looks_up_digests_by_the_inbox_index(db_engine: Engine) -> No
     details = " ".join(str(row[-1]) for row in plan)
     assert "SEARCH inbox USING COVERING INDEX" in details, details
     assert "SCAN inbox" not in details, details
+
+
+def _hold_gate_in_another_process(url: str, inside: Any, released: Any) -> None:
+    """Child process: take the gate of ``url``'s database, say so, hold it, mark, let go."""
+    engine = make_engine(url)
+    try:
+        with write_gate(engine) as gate:
+            gate.enter()
+            inside.set()
+            time.sleep(0.3)
+            released.value = 1  # marked before the gate opens: a waiter must see it
+    finally:
+        engine.dispose()
+
+
+def test_the_write_gate_of_a_sqlite_file_queues_writers_of_other_processes(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'gate.db'}"
+    context = multiprocessing.get_context("spawn")
+    inside, released = context.Event(), context.Value("i", 0)
+    child = context.Process(target=_hold_gate_in_another_process, args=(url, inside, released))
+    engine = make_engine(url)
+    child.start()
+    try:
+        assert inside.wait(30), "the other process never took the gate"
+        with write_gate(engine) as gate:
+            gate.enter()
+            seen = released.value
+        assert seen == 1, "entered the gate while another process held it"
+    finally:
+        child.join(30)
+        engine.dispose()
+    assert child.exitcode == 0
+
+
+def test_a_gate_taken_again_in_its_thread_keeps_the_file_lock_until_the_outer_one_opens(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'nested.db'}")
+    lock_file = tmp_path / "nested.db-gate"
+
+    def lock_is_free() -> bool:
+        probe = os.open(lock_file, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(probe)  # closing lets go of a lock the probe took
+        return True
+
+    try:
+        with write_gate(engine) as outer:
+            outer.enter()
+            with write_gate(engine) as inner:
+                inner.enter()
+            assert not lock_is_free(), "the inner gate let go of the outer one's file lock"
+        assert lock_is_free()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_has_a_gate_but_no_lock_file(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where a relative lock file would be made
+    engine = make_engine(url)
+    try:
+        with write_gate(engine) as gate:
+            gate.enter()
+    finally:
+        engine.dispose()
+    assert list(tmp_path.iterdir()) == []
