@@ -35,6 +35,12 @@ measurements (a partner consumes it on its own machine).
   first, then broker; latency runs from just before the publish of the native message
   to the commit of its alert (broker) or the ack of its opened copy (bare).
 
+``--intake-process`` runs the MASH intake as a process of its own, as a deployment on
+SQLite may (``mash-broker run --only intake`` with ``MASH_AMQP__PREPARE_PROCESSES=0``,
+beside ``--only ingest --only relay --only checkpoints``): the two processes queue at
+the database's write gate (a file lock), and the intake's commits are reported to the
+benchmark over a pipe; its CPU is counted with the service's.
+
 ``--without-triage`` skips the MASH intake's triage (linking the child, folding the
 episode, clocks, scoring) to show what the rest of the path costs; it is not the real
 path and its figures are labelled so.
@@ -629,7 +635,11 @@ def _intake_child(
     else:
         sys.stderr = Path(log_path).open("a")  # noqa: SIM115 - for the process's lifetime
         configure_logging(log_level, json=True)
-    service = Service.load(settings)
+    # A process of its own has the interpreter lock to itself: it opens the disclosures on
+    # its storing thread rather than in a prepare process of its own (which measured slower
+    # on two cores: one more process, and a pickled round trip per disclosure).
+    amqp = settings.amqp.model_copy(update={"prepare_processes": 0})
+    service = Service.load(settings.model_copy(update={"amqp": amqp}))
 
     def committed(alerts: list[uuid.UUID]) -> None:
         now = time.perf_counter()  # CLOCK_MONOTONIC: the same clock in every process
@@ -840,6 +850,7 @@ def report(args: argparse.Namespace, backend: str, bare: PathResult, real: PathR
         f"(+{args.warmup:g} s warm-up); prefetch {args.prefetch}"
         + ("; WITHOUT the intake's triage (diagnostic)" if args.without_triage else "")
         + (f"; {args.prepare_processes} prepare processes" if args.prepare_processes else "")
+        + ("; the MASH intake in a process of its own" if args.intake_process else "")
     )
     print(
         "\n| round | path | sustained ev/s | overall ev/s | CPU µs/event | load before→after |\n"
@@ -1031,8 +1042,9 @@ def main() -> None:
     parser.add_argument(
         "--intake-process",
         action="store_true",
-        help="run the MASH intake as a process of its own (``mash-broker run --only intake``) "
-        "beside the rest of the service (``--only ingest,relay,checkpoints``)",
+        help="run the MASH intake as a process of its own (``mash-broker run --only intake``, "
+        "no prepare process) beside the rest of the service (``--only ingest --only relay "
+        "--only checkpoints``)",
     )
     parser.add_argument("--log-file", default=None, help="keep the service log here")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
