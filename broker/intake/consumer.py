@@ -172,14 +172,18 @@ class IntakeConsumer:
                     continue
                 remembered.discard(jti)  # a second copy in this batch is a replay too
                 fresh.append((index, claims, body))
+            stored: list[tuple[int | None, str]] = []
             for (index, _, _), outcome in zip(
                 fresh,
-                self._apply_many(session, [(c, b) for _, c, b in fresh], now, parsed),
+                self._apply_many(session, [(c, b) for _, c, b in fresh], now, parsed, stored),
                 strict=True,
             ):
                 outcomes[index] = outcome
             if refused:
                 self._service.audit.append_many(session, refused)
+        # Logged once committed: the write gate is not held for the log's writes.
+        for alert_id, event_type in stored:
+            _log.info("alert_stored", alert_id=alert_id, event_type=event_type)
         for record in refused:
             _log.warning("disclosure_refused", reason=record.reason, consumer=self._consumer_name)
         return [outcome for outcome in outcomes if outcome is not None]
@@ -288,11 +292,14 @@ class IntakeConsumer:
         session: Session,
         opened: Sequence[tuple[DisclosureClaims, bytes]],
         now: datetime,
-        parsed: ParsedBatch | None = None,
+        parsed: ParsedBatch | None,
+        stored: list[tuple[int | None, str]],
     ) -> list[str]:
         """``_apply`` for several opened disclosures: the same rows, a few statements in all.
 
         ``parsed`` is the triage's parsing of their claims, done before the write lock.
+        The new alerts' (id, event type) are added to ``stored``, for the caller to log once
+        the transaction has ended.
         """
         if not opened:
             return []
@@ -331,8 +338,7 @@ class IntakeConsumer:
                 session, [self._delivered_record(alert) for alert, _ in alerts]
             )
         self._triage_many(session, alerts, parsed)
-        for alert, _ in alerts:
-            _log.info("alert_stored", alert_id=alert.id, event_type=alert.event_type)
+        stored.extend((alert.id, alert.event_type) for alert, _ in alerts)
         return outcomes
 
     def _alert_row(self, claims: DisclosureClaims, token: bytes, now: datetime) -> MashAlert:

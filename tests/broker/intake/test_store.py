@@ -6,12 +6,15 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
 from sqlmodel import Session, col
+from structlog.testing import capture_logs
 
 from broker.audit import verify
 from broker.db import session_scope
 from broker.exceptions import DecryptionFailed
+from broker.intake import consumer as consumer_module
 from broker.intake.clocks import ClockKind, ClockStatus
 from broker.intake.consumer import IntakeConsumer, StoreOutcome
 from broker.intake.context import IntakeContext
@@ -493,6 +496,44 @@ def test_a_fault_in_one_alert_of_a_batch_leaves_the_others_triaged(
         episodes = set(session.execute(select(col(IntakeEpisode.episode_id))).scalars())
     assert triaged == {e.metadata.event_id: e.metadata.event_id != faulty for e in events}
     assert episodes == {"EP-0", "EP-1", "EP-3"}
+
+
+def test_a_batch_logs_each_stored_alert_by_id_once_its_transaction_has_committed(
+    intake_service: Service, consumer: IntakeConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``alert_stored`` is written after the commit (the write gate is not held for the
+    log), once per new alert, with ids only; a redelivered event logs nothing."""
+    events = [reported(f"EP-{n}", utc(2026, 11, 20, 9, n), child(nhs=60 + n)) for n in range(3)]
+    tokens = [(seal_for_mash(intake_service, event), None) for event in events]
+    committed: list[int] = []
+
+    def count(_session: Session) -> None:
+        committed.append(1)
+
+    sa_event.listen(intake_service.sessions, "after_commit", count)
+    logged_after: list[int] = []
+    original_info = consumer_module._log.info
+
+    def counting_info(event: str, **values: object) -> None:
+        if event == "alert_stored":
+            logged_after.append(len(committed))
+        original_info(event, **values)
+
+    monkeypatch.setattr(consumer_module._log, "info", counting_info)
+    with capture_logs() as logs:
+        outcomes = consumer.store_many(tokens)
+        last_commit = len(committed)  # the batch's own transaction is the last to commit
+        again = consumer.store_many(tokens[:1])  # the same tokens again: replays, no alert
+    sa_event.remove(intake_service.sessions, "after_commit", count)
+    assert outcomes == [StoreOutcome.STORED] * 3
+    assert again != [StoreOutcome.STORED]
+    stored = [entry for entry in logs if entry["event"] == "alert_stored"]
+    with session_scope(intake_service.sessions) as session:
+        ids = sorted(session.execute(select(col(MashAlert.id))).scalars())
+    assert sorted(entry["alert_id"] for entry in stored) == ids
+    allowed = {"component", "event", "log_level", "alert_id", "event_type"}
+    assert all(set(entry) <= allowed for entry in stored)
+    assert logged_after == [last_commit] * 3, "logged before the batch's transaction committed"
 
 
 def test_a_fault_in_parsing_a_batch_costs_its_triage_never_its_storing(
