@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import OperationalError
@@ -16,7 +17,7 @@ from broker.db import remember_jti, remember_jtis, session_scope, write_gate
 from broker.exceptions import ReplayDetected, SecurityError, TransportError
 from broker.intake.context import IntakeContext
 from broker.intake.opening import DisclosureOpener, Opened
-from broker.intake.store import IntakeStore, ParsedBatch, triage_batch
+from broker.intake.store import IntakeStore, ParsedBatch, log_triaged, triage_batch
 from broker.logging import get_logger
 from broker.messaging import Consumer, ReceivedMessage, RejectMessage, RetryLater
 from broker.models import InboxEntry, MashAlert, new_row
@@ -173,17 +174,21 @@ class IntakeConsumer:
                 remembered.discard(jti)  # a second copy in this batch is a replay too
                 fresh.append((index, claims, body))
             stored: list[tuple[int | None, str]] = []
-            for (index, _, _), outcome in zip(
-                fresh,
-                self._apply_many(session, [(c, b) for _, c, b in fresh], now, parsed, stored),
-                strict=True,
-            ):
+            triaged: list[dict[str, Any]] = []
+            results = self._apply_many(
+                session,
+                [(c, b) for _, c, b in fresh],
+                now,
+                parsed,
+                stored=stored,
+                triaged=triaged,
+            )
+            for (index, _, _), outcome in zip(fresh, results, strict=True):
                 outcomes[index] = outcome
             if refused:
                 self._service.audit.append_many(session, refused)
         # Logged once committed: the write gate is not held for the log's writes.
-        for alert_id, event_type in stored:
-            _log.info("alert_stored", alert_id=alert_id, event_type=event_type)
+        self._log_committed(stored, triaged)
         for record in refused:
             _log.warning("disclosure_refused", reason=record.reason, consumer=self._consumer_name)
         return [outcome for outcome in outcomes if outcome is not None]
@@ -224,6 +229,9 @@ class IntakeConsumer:
             TransportError: the database is unavailable; nothing was stored.
         """
         now = datetime.now(UTC)
+        stored: list[tuple[int | None, str]] = []
+        triaged: list[dict[str, Any]] = []
+        refusal: SecurityError | None = None
         with session_scope(self._service.sessions) as session:
             if message_id and self._already_applied(session, message_id):
                 return StoreOutcome.DUPLICATE
@@ -234,9 +242,14 @@ class IntakeConsumer:
             except SecurityError as exc:
                 refusal = exc
             else:
-                return self._apply(session, result.claims, body, now)
-        self._refuse(refusal, message_id)
-        raise RejectMessage(refusal.code)
+                outcome = self._apply(
+                    session, result.claims, body, now, stored=stored, triaged=triaged
+                )
+        if refusal is not None:
+            self._refuse(refusal, message_id)
+            raise RejectMessage(refusal.code)
+        self._log_committed(stored, triaged)
+        return outcome
 
     def _open(self, body: bytes, ready: Opened | SecurityError | None, now: datetime) -> Opened:
         """What opening ``body`` gives: ``ready`` if it was opened already, else opened now.
@@ -267,8 +280,16 @@ class IntakeConsumer:
         return found is not None
 
     def _apply(
-        self, session: Session, claims: DisclosureClaims, token: bytes, now: datetime
+        self,
+        session: Session,
+        claims: DisclosureClaims,
+        token: bytes,
+        now: datetime,
+        *,
+        stored: list[tuple[int | None, str]],
+        triaged: list[dict[str, Any]],
     ) -> str:
+        """Store one opened disclosure (see ``_apply_many`` for ``stored`` and ``triaged``)."""
         session.add(InboxEntry(consumer=self._consumer_name, message_id=claims.jti))
         event_id = claims.provenance.source_event_id
         existing = session.execute(
@@ -283,9 +304,16 @@ class IntakeConsumer:
         session.add(alert)
         session.flush()
         self._service.audit.append_many(session, [self._delivered_record(alert)])
-        self._triage(session, alert, claims)
-        _log.info("alert_stored", alert_id=alert.id, event_type=alert.event_type)
+        triaged.extend(self._triage(session, alert, claims))
+        stored.append((alert.id, alert.event_type))
         return StoreOutcome.STORED
+
+    @staticmethod
+    def _log_committed(stored: list[tuple[int | None, str]], triaged: list[dict[str, Any]]) -> None:
+        """Log what a transaction stored, once it has committed (not under the write gate)."""
+        for alert_id, event_type in stored:
+            _log.info("alert_stored", alert_id=alert_id, event_type=event_type)
+        log_triaged(triaged)
 
     def _apply_many(
         self,
@@ -293,13 +321,15 @@ class IntakeConsumer:
         opened: Sequence[tuple[DisclosureClaims, bytes]],
         now: datetime,
         parsed: ParsedBatch | None,
+        *,
         stored: list[tuple[int | None, str]],
+        triaged: list[dict[str, Any]],
     ) -> list[str]:
         """``_apply`` for several opened disclosures: the same rows, a few statements in all.
 
         ``parsed`` is the triage's parsing of their claims, done before the write lock.
-        The new alerts' (id, event type) are added to ``stored``, for the caller to log once
-        the transaction has ended.
+        The new alerts' (id, event type) are added to ``stored`` and their triage rows to
+        ``triaged``, for the caller to log once the transaction has committed.
         """
         if not opened:
             return []
@@ -337,7 +367,7 @@ class IntakeConsumer:
             self._service.audit.append_many(
                 session, [self._delivered_record(alert) for alert, _ in alerts]
             )
-        self._triage_many(session, alerts, parsed)
+        triaged.extend(self._triage_many(session, alerts, parsed))
         stored.extend((alert.id, alert.event_type) for alert, _ in alerts)
         return outcomes
 
@@ -371,16 +401,19 @@ class IntakeConsumer:
         session: Session,
         alerts: Sequence[tuple[MashAlert, DisclosureClaims]],
         parsed: ParsedBatch | None = None,
-    ) -> None:
+    ) -> list[dict[str, Any]]:
         """Triage a batch's alerts under one savepoint; if any fails, each under its own.
 
         A savepoint costs two statements and a flush; one for the batch instead of one per
         alert. When one alert's triage fails, the batch's triage is rolled back and redone
         alert by alert (:meth:`_triage`), so only the faulty alert is left untriaged.
+
+        Returns:
+            The triage rows written (for ``log_triaged`` once committed).
         """
         if len(alerts) > 1:
             try:
-                with session.begin_nested(), triage_batch(session):
+                with session.begin_nested(), triage_batch(session) as rows:
                     batch = [claims for _, claims in alerts]
                     self.intake_store.preload(session, batch, parsed)
                     for alert, claims in alerts:
@@ -390,21 +423,25 @@ class IntakeConsumer:
             except Exception:  # noqa: BLE001 - redone alert by alert below, which logs it
                 _log.warning("batch_triage_failed", alerts=len(alerts))
             else:
-                return
-        for alert, claims in alerts:
-            self._triage(session, alert, claims)
+                return rows
+        return [row for alert, claims in alerts for row in self._triage(session, alert, claims)]
 
-    def _triage(self, session: Session, alert: MashAlert, claims: DisclosureClaims) -> None:
+    def _triage(
+        self, session: Session, alert: MashAlert, claims: DisclosureClaims
+    ) -> list[dict[str, Any]]:
+        """Triage one alert under a savepoint of its own; its triage row, if written."""
         # The alert is kept whatever happens here: a fault in linking, clocks or scoring
         # rolls back to this savepoint and the alert shows in the queue as not triaged,
         # rather than the delivery going round until it is dead-lettered.
         try:
-            with session.begin_nested(), triage_batch(session):
+            with session.begin_nested(), triage_batch(session) as rows:
                 self.intake_store.on_alert(session, alert, claims)
         except (TransportError, OperationalError):
             raise
         except Exception:  # noqa: BLE001 - see above; logged with the alert id only
             _log.exception("alert_triage_failed", alert_id=alert.id)
+            return []
+        return rows
 
     def _refusal_record(self, error: SecurityError, message_id: str | None) -> AuditRecord:
         detail = f"consumer={self._consumer_name}"

@@ -86,6 +86,7 @@ __all__ = [
     "IntakeStore",
     "ParsedBatch",
     "episode_record",
+    "log_triaged",
     "new_child_key",
     "put_clock",
     "resolve_child",
@@ -333,18 +334,21 @@ def _preloaded(session: Session) -> _Preloaded | None:
 
 
 @contextmanager
-def triage_batch(session: Session) -> Iterator[None]:
+def triage_batch(session: Session) -> Iterator[list[dict[str, Any]]]:
     """Triage alerts in ``session`` with few flushes: within it, the rows ``on_alert``
     makes are kept pending and found in memory by later alerts of the batch, and written
     together (one INSERT per table) when the savepoint or transaction ends. It flushes
     only before a query that must see a changed stored row (identifiers filled in, a
-    tracker spell, a review, a notification). Use one per attempt at a batch."""
+    tracker spell, a review, a notification). Use one per attempt at a batch.
+
+    Yields the batch's triage rows (``IntakeAlert`` values), written when it ends: pass
+    them to ``log_triaged`` once the transaction has committed."""
     session.info[_MADE] = {}
     triaged: list[dict[str, Any]] = []
     session.info[_TRIAGED] = triaged
     try:
         with session.no_autoflush:
-            yield
+            yield triaged
             if triaged:
                 # The batch's triage rows, in one statement; nothing in the triage reads
                 # them back (a batch's episodes know their alerts' facts from ``preload``).
@@ -353,6 +357,19 @@ def triage_batch(session: Session) -> Iterator[None]:
         session.info.pop(_MADE, None)
         session.info.pop(_PRELOADED, None)
         session.info.pop(_TRIAGED, None)
+
+
+def log_triaged(rows: Sequence[dict[str, Any]]) -> None:
+    """Log ``alert_triaged`` (ids, band and link only) for triage rows ``triage_batch``
+    wrote: called once they are committed, so the write lock is not held for the log."""
+    for row in rows:
+        _log.info(
+            "alert_triaged",
+            alert_id=row["alert_id"],
+            band=row["band"],
+            link=row["link"],
+            episode=row["episode_id"],
+        )
 
 
 def _made(session: Session) -> _Made | None:
@@ -552,19 +569,13 @@ class IntakeStore:
         }
         pending: list[dict[str, Any]] | None = session.info.get(_TRIAGED)
         if pending is not None:
-            pending.append(row)
+            pending.append(row)  # logged by the caller of ``triage_batch``, once committed
         else:
             session.execute(insert(IntakeAlert), [row])
+            log_triaged([row])
         if loaded is not None and episode_id is not None and episode_id in loaded.facts:
             # Later alerts of the batch fold this one's fact, as a query would find it.
             loaded.facts[episode_id].append((alert.id, row["episode_fact"]))
-        _log.info(
-            "alert_triaged",
-            alert_id=alert.id,
-            band=row["band"],
-            link=row["link"],
-            episode=episode_id,
-        )
 
     # ------------------------------------------------------------------ linking
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import event as sa_event
@@ -15,6 +16,7 @@ from broker.audit import verify
 from broker.db import session_scope
 from broker.exceptions import DecryptionFailed
 from broker.intake import consumer as consumer_module
+from broker.intake import store as store_module
 from broker.intake.clocks import ClockKind, ClockStatus
 from broker.intake.consumer import IntakeConsumer, StoreOutcome
 from broker.intake.context import IntakeContext
@@ -498,11 +500,15 @@ def test_a_fault_in_one_alert_of_a_batch_leaves_the_others_triaged(
     assert episodes == {"EP-0", "EP-1", "EP-3"}
 
 
-def test_a_batch_logs_each_stored_alert_by_id_once_its_transaction_has_committed(
-    intake_service: Service, consumer: IntakeConsumer, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("batch", [True, False], ids=["batch", "one-by-one"])
+def test_stored_and_triaged_alerts_are_logged_by_id_once_their_transaction_has_committed(
+    intake_service: Service,
+    consumer: IntakeConsumer,
+    monkeypatch: pytest.MonkeyPatch,
+    batch: bool,
 ) -> None:
-    """``alert_stored`` is written after the commit (the write gate is not held for the
-    log), once per new alert, with ids only; a redelivered event logs nothing."""
+    """``alert_stored`` and ``alert_triaged`` are written after the commit (the write gate
+    is not held for the log), once per new alert, with ids only; a replay logs neither."""
     events = [reported(f"EP-{n}", utc(2026, 11, 20, 9, n), child(nhs=60 + n)) for n in range(3)]
     tokens = [(seal_for_mash(intake_service, event), None) for event in events]
     committed: list[int] = []
@@ -510,30 +516,43 @@ def test_a_batch_logs_each_stored_alert_by_id_once_its_transaction_has_committed
     def count(_session: Session) -> None:
         committed.append(1)
 
+    logged_after: dict[str, list[int]] = {"alert_stored": [], "alert_triaged": []}
+    for module in (consumer_module, store_module):
+        original = module._log.info
+
+        def counting_info(message: str, _original: Any = original, **values: object) -> None:
+            if message in logged_after:
+                logged_after[message].append(len(committed))
+            _original(message, **values)
+
+        monkeypatch.setattr(module._log, "info", counting_info)
     sa_event.listen(intake_service.sessions, "after_commit", count)
-    logged_after: list[int] = []
-    original_info = consumer_module._log.info
-
-    def counting_info(event: str, **values: object) -> None:
-        if event == "alert_stored":
-            logged_after.append(len(committed))
-        original_info(event, **values)
-
-    monkeypatch.setattr(consumer_module._log, "info", counting_info)
     with capture_logs() as logs:
-        outcomes = consumer.store_many(tokens)
-        last_commit = len(committed)  # the batch's own transaction is the last to commit
-        again = consumer.store_many(tokens[:1])  # the same tokens again: replays, no alert
+        if batch:
+            outcomes = consumer.store_many(tokens)
+            last_commit = [len(committed)] * 3  # the batch's transaction commits last
+        else:
+            outcomes, last_commit = [], []
+            for token, message_id in tokens:
+                outcomes.append(consumer.store(token, message_id))
+                last_commit.append(len(committed))
+        with pytest.raises(RejectMessage):
+            consumer.store(*tokens[0])  # the same token again: a replay, no alert
     sa_event.remove(intake_service.sessions, "after_commit", count)
     assert outcomes == [StoreOutcome.STORED] * 3
-    assert again != [StoreOutcome.STORED]
-    stored = [entry for entry in logs if entry["event"] == "alert_stored"]
     with session_scope(intake_service.sessions) as session:
         ids = sorted(session.execute(select(col(MashAlert.id))).scalars())
-    assert sorted(entry["alert_id"] for entry in stored) == ids
-    allowed = {"component", "event", "log_level", "alert_id", "event_type"}
-    assert all(set(entry) <= allowed for entry in stored)
-    assert logged_after == [last_commit] * 3, "logged before the batch's transaction committed"
+    for name, allowed in (
+        ("alert_stored", {"component", "event", "log_level", "alert_id", "event_type"}),
+        (
+            "alert_triaged",
+            {"component", "event", "log_level", "alert_id", "band", "link", "episode"},
+        ),
+    ):
+        entries = [entry for entry in logs if entry["event"] == name]
+        assert sorted(entry["alert_id"] for entry in entries) == ids, name
+        assert all(set(entry) <= allowed for entry in entries), name
+        assert logged_after[name] == last_commit, f"{name} logged before its commit"
 
 
 def test_a_fault_in_parsing_a_batch_costs_its_triage_never_its_storing(
