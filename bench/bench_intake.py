@@ -228,8 +228,8 @@ def run_case(
     try:
         consumer = IntakeConsumer(service)
         if not triage:
-            consumer._triage = lambda *_a, **_k: None  # type: ignore[method-assign]
-            consumer._triage_many = lambda *_a, **_k: None  # type: ignore[method-assign]
+            consumer._triage = lambda *_a, **_k: []  # type: ignore[method-assign]
+            consumer._triage_many = lambda *_a, **_k: []  # type: ignore[method-assign]
         tokens = seal_all(service, events)
         deliveries = [(token, None) for token in tokens]
         cpu0, wall0 = time.thread_time(), time.perf_counter()
