@@ -73,3 +73,22 @@ def test_the_http_benchmark_has_every_request_accepted() -> None:
     assert re.search(r"requests 20 in [\d.]+ s", out), out
     assert "not accepted" not in out, out
     assert "server CPU" in out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["bench_envelope.py", "--events", "5", "--rounds", "2"],
+        ["bench_adapter_police.py", "--seconds", "0.2", "--rounds", "1"],
+        ["bench_adapter_health.py", "--seconds", "0.2"],
+        ["bench_adapter_paris.py", "--rows", "20"],
+        pytest.param(
+            ["bench_amqp.py", "--messages", "200", "--serial-messages", "20"],
+            marks=pytest.mark.rabbitmq,
+        ),
+    ],
+    ids=lambda command: command[0].removesuffix(".py"),
+)
+def test_the_other_benchmarks_run(command: list[str]) -> None:
+    out = _bench(*command)
+    assert "msg/s" in out or "best us" in out, out
