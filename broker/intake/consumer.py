@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
@@ -29,6 +30,12 @@ from schemas import DisclosureClaims
 __all__ = ["IntakeConsumer", "StoreOutcome"]
 
 _log = get_logger("intake")
+_ALERTS: Table = MashAlert.__table__  # type: ignore[attr-defined]  # set by SQLModel
+#: The alert's columns but its id (given by the database, read back by ``_INSERT_ALERTS``).
+_ALERT_COLUMNS = tuple(c.name for c in _ALERTS.columns if c.name != "id")
+#: A batch's alerts in one statement; ``sort_by_parameter_order`` gives their ids back in
+#: the order of the rows given (matched by the alert's unique ``jti``, its sentinel).
+_INSERT_ALERTS = insert(_ALERTS).returning(_ALERTS.c.id, sort_by_parameter_order=True)
 _AUDITABLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:|/+-]{0,99}$")
 
 
@@ -159,8 +166,12 @@ class IntakeConsumer:
                     applied.add(key)
                 accepted.append((len(outcomes), result.claims, body, message_id, result.jti))
                 outcomes.append(None)
-            # Pure work on the batch first: it would otherwise hold the write lock.
+            # Pure work and reads on the batch first: they would otherwise hold the write
+            # lock. An alert of these events stored meanwhile (by another process of the
+            # intake) breaks the alerts' unique key, failing the batch: it is then stored
+            # one delivery at a time, where that alert is a duplicate.
             parsed = self._parse([claims for _, claims, *_ in accepted])
+            stored_events = self._stored_events(session, [claims for _, claims, *_ in accepted])
             # Writes from here on: on SQLite the write lock is held only for these.
             gate.enter()
             remembered = remember_jtis(session, [jti for *_, jti in accepted])
@@ -180,6 +191,7 @@ class IntakeConsumer:
                 [(c, b) for _, c, b in fresh],
                 now,
                 parsed,
+                stored_events=stored_events,
                 stored=stored,
                 triaged=triaged,
             )
@@ -322,13 +334,15 @@ class IntakeConsumer:
         now: datetime,
         parsed: ParsedBatch | None,
         *,
+        stored_events: set[uuid.UUID],
         stored: list[tuple[int | None, str]],
         triaged: list[dict[str, Any]],
     ) -> list[str]:
         """``_apply`` for several opened disclosures: the same rows, a few statements in all.
 
-        ``parsed`` is the triage's parsing of their claims, done before the write lock.
-        The new alerts' (id, event type) are added to ``stored`` and their triage rows to
+        ``parsed`` is the triage's parsing of their claims and ``stored_events`` the ids of
+        their events that have alerts already, both found before the write lock. The new
+        alerts' (id, event type) are added to ``stored`` and their triage rows to
         ``triaged``, for the caller to log once the transaction has committed.
         """
         if not opened:
@@ -339,16 +353,6 @@ class IntakeConsumer:
                 {"consumer": self._consumer_name, "message_id": claims.jti, "processed_at": now}
                 for claims, _ in opened
             ],
-        )
-        stored_events = set(
-            session.execute(
-                select(col(MashAlert.event_id)).where(
-                    col(MashAlert.recipient) == self._party,
-                    col(MashAlert.event_id).in_(
-                        {claims.provenance.source_event_id for claims, _ in opened}
-                    ),
-                )
-            ).scalars()
         )
         outcomes: list[str] = []
         alerts: list[tuple[MashAlert, DisclosureClaims]] = []
@@ -362,14 +366,33 @@ class IntakeConsumer:
             alerts.append((self._alert_row(claims, token, now), claims))
             outcomes.append(StoreOutcome.STORED)
         if alerts:
-            session.add_all([alert for alert, _ in alerts])
-            session.flush()
+            # One INSERT for the batch's alerts, their ids read back in order; the rows
+            # stay plain objects (not the session's): nothing changes them afterwards, and
+            # an ORM flush of them cost twice the statement.
+            ids = session.execute(
+                _INSERT_ALERTS,
+                [{name: getattr(alert, name) for name in _ALERT_COLUMNS} for alert, _ in alerts],
+            ).scalars()
+            for (alert, _), alert_id in zip(alerts, ids, strict=True):
+                alert.id = alert_id
             self._service.audit.append_many(
                 session, [self._delivered_record(alert) for alert, _ in alerts]
             )
         triaged.extend(self._triage_many(session, alerts, parsed))
         stored.extend((alert.id, alert.event_type) for alert, _ in alerts)
         return outcomes
+
+    def _stored_events(self, session: Session, batch: Sequence[DisclosureClaims]) -> set[uuid.UUID]:
+        """Which of these claims' events have an alert for this party already."""
+        if not batch:
+            return set()
+        found = session.execute(
+            select(col(MashAlert.event_id)).where(
+                col(MashAlert.recipient) == self._party,
+                col(MashAlert.event_id).in_({c.provenance.source_event_id for c in batch}),
+            )
+        ).scalars()
+        return set(found)
 
     def _alert_row(self, claims: DisclosureClaims, token: bytes, now: datetime) -> MashAlert:
         metadata = claims.event.get("metadata", {})

@@ -555,6 +555,34 @@ def test_stored_and_triaged_alerts_are_logged_by_id_once_their_transaction_has_c
         assert logged_after[name] == last_commit, f"{name} logged before its commit"
 
 
+def test_an_alert_stored_by_another_intake_after_the_batch_looked_is_still_one_alert(
+    intake_service: Service, consumer: IntakeConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch reads which of its events have alerts before it takes the write lock; one
+    stored meanwhile (by a second intake process) breaks the alerts' unique key, the batch
+    is split, and the delivery stored alone is the duplicate it is."""
+    resent = reported("EP-70", utc(2026, 11, 20, 9), child(nhs=70))
+    first = seal_for_mash(intake_service, resent)
+    assert consumer.store_many([(first, None)]) == [StoreOutcome.STORED]
+    # The same event sealed again (a new token id), looked up as if not yet stored.
+    again = seal_for_mash(intake_service, resent)
+    other = reported("EP-71", utc(2026, 11, 20, 9), child(nhs=71))
+    monkeypatch.setattr(IntakeConsumer, "_stored_events", lambda *_args: set())
+    with capture_logs() as logs:
+        outcomes = consumer._store_batch(
+            [(again, "m-again", None), (seal_for_mash(intake_service, other), "m-other", None)]
+        )
+    assert outcomes == [StoreOutcome.DUPLICATE, StoreOutcome.STORED]
+    assert [entry["error"] for entry in logs if entry["event"] == "batch_split"] == [
+        "IntegrityError"
+    ]
+    with session_scope(intake_service.sessions) as session:
+        events = list(session.execute(select(col(MashAlert.event_id))).scalars())
+    assert sorted(map(str, events)) == sorted(
+        [str(resent.metadata.event_id), str(other.metadata.event_id)]
+    )
+
+
 def test_a_fault_in_parsing_a_batch_costs_its_triage_never_its_storing(
     intake_service: Service,
     consumer: IntakeConsumer,
