@@ -602,14 +602,25 @@ class AlertClock:
         self.committed: dict[uuid.UUID, float] = {}
         self._report = report
         sa.event.listen(service.sessions, "after_flush", self._after_flush)
+        sa.event.listen(service.sessions, "do_orm_execute", self._on_execute)
         sa.event.listen(service.sessions, "after_commit", self._after_commit)
         sa.event.listen(service.sessions, "after_rollback", self._after_rollback)
 
     @staticmethod
     def _after_flush(session: Session, _context: Any) -> None:
+        """Alerts stored as ORM objects (the intake's one-by-one path)."""
         alerts = [obj.event_id for obj in session.new if isinstance(obj, MashAlert)]
         if alerts:
             session.info.setdefault("bench_alerts", []).extend(alerts)
+
+    @staticmethod
+    def _on_execute(state: Any) -> None:
+        """Alerts stored by one INSERT statement (the intake's batches)."""
+        statement = state.statement
+        if isinstance(statement, sa.Insert) and statement.table.name == "mash_alert":
+            rows = state.parameters
+            rows = rows if isinstance(rows, list) else [rows]
+            state.session.info.setdefault("bench_alerts", []).extend(r["event_id"] for r in rows)
 
     def _after_commit(self, session: Session) -> None:
         alerts = session.info.pop("bench_alerts", None)
