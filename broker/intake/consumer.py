@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, col
+from sqlmodel import Session, SQLModel, col
 
 from broker.audit import AuditKind, AuditLog, AuditRecord
 from broker.batching import Batcher, together_else_each
@@ -30,7 +30,7 @@ from schemas import DisclosureClaims
 __all__ = ["IntakeConsumer", "StoreOutcome"]
 
 _log = get_logger("intake")
-_ALERTS: Table = MashAlert.__table__  # type: ignore[attr-defined]  # set by SQLModel
+_ALERTS = SQLModel.metadata.tables["mash_alert"]
 #: The alert's columns but its id (given by the database, read back by ``_INSERT_ALERTS``).
 _ALERT_COLUMNS = tuple(c.name for c in _ALERTS.columns if c.name != "id")
 #: A batch's alerts in one statement; ``sort_by_parameter_order`` gives their ids back in
@@ -245,7 +245,7 @@ class IntakeConsumer:
         triaged: list[dict[str, Any]] = []
         refusal: SecurityError | None = None
         with session_scope(self._service.sessions) as session:
-            if message_id and self._already_applied(session, message_id):
+            if message_id and self._applied_among(session, [message_id]):
                 return StoreOutcome.DUPLICATE
             try:
                 result = self._open(body, opened, now)
@@ -254,8 +254,14 @@ class IntakeConsumer:
             except SecurityError as exc:
                 refusal = exc
             else:
-                outcome = self._apply(
-                    session, result.claims, body, now, stored=stored, triaged=triaged
+                (outcome,) = self._apply_many(
+                    session,
+                    [(result.claims, body)],
+                    now,
+                    None,
+                    stored_events=self._stored_events(session, [result.claims]),
+                    stored=stored,
+                    triaged=triaged,
                 )
         if refusal is not None:
             self._refuse(refusal, message_id)
@@ -282,44 +288,6 @@ class IntakeConsumer:
         except Exception:  # noqa: BLE001 - met again, and logged by alert id, in the triage
             return None
 
-    def _already_applied(self, session: Session, message_id: str) -> bool:
-        found = session.execute(
-            select(col(InboxEntry.id)).where(
-                col(InboxEntry.consumer) == self._consumer_name,
-                col(InboxEntry.message_id) == message_id[:128],
-            )
-        ).first()
-        return found is not None
-
-    def _apply(
-        self,
-        session: Session,
-        claims: DisclosureClaims,
-        token: bytes,
-        now: datetime,
-        *,
-        stored: list[tuple[int | None, str]],
-        triaged: list[dict[str, Any]],
-    ) -> str:
-        """Store one opened disclosure (see ``_apply_many`` for ``stored`` and ``triaged``)."""
-        session.add(InboxEntry(consumer=self._consumer_name, message_id=claims.jti))
-        event_id = claims.provenance.source_event_id
-        existing = session.execute(
-            select(col(MashAlert.id)).where(
-                col(MashAlert.recipient) == self._party, col(MashAlert.event_id) == event_id
-            )
-        ).first()
-        if existing is not None:
-            # The same event sealed again (a partner resent it): one alert, not two.
-            return StoreOutcome.DUPLICATE
-        alert = self._alert_row(claims, token, now)
-        session.add(alert)
-        session.flush()
-        self._service.audit.append_many(session, [self._delivered_record(alert)])
-        triaged.extend(self._triage(session, alert, claims))
-        stored.append((alert.id, alert.event_type))
-        return StoreOutcome.STORED
-
     @staticmethod
     def _log_committed(stored: list[tuple[int | None, str]], triaged: list[dict[str, Any]]) -> None:
         """Log what a transaction stored, once it has committed (not under the write gate)."""
@@ -338,7 +306,8 @@ class IntakeConsumer:
         stored: list[tuple[int | None, str]],
         triaged: list[dict[str, Any]],
     ) -> list[str]:
-        """``_apply`` for several opened disclosures: the same rows, a few statements in all.
+        """Store opened disclosures: the inbox rows, the alerts, their audit entries and
+        their triage, a few statements in all whatever their number.
 
         ``parsed`` is the triage's parsing of their claims and ``stored_events`` the ids of
         their events that have alerts already, both found before the write lock. The new

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 from sqlalchemy import event as sa_event
@@ -567,7 +568,17 @@ def test_an_alert_stored_by_another_intake_after_the_batch_looked_is_still_one_a
     # The same event sealed again (a new token id), looked up as if not yet stored.
     again = seal_for_mash(intake_service, resent)
     other = reported("EP-71", utc(2026, 11, 20, 9), child(nhs=71))
-    monkeypatch.setattr(IntakeConsumer, "_stored_events", lambda *_args: set())
+    original = IntakeConsumer._stored_events
+    looks: list[int] = []
+
+    def looked_too_early(
+        self: IntakeConsumer, session: Session, batch: Sequence[DisclosureClaims]
+    ) -> set[UUID]:
+        looks.append(len(batch))
+        # The batch's look, before the write lock, misses it; later looks find it.
+        return set() if len(looks) == 1 else original(self, session, batch)
+
+    monkeypatch.setattr(IntakeConsumer, "_stored_events", looked_too_early)
     with capture_logs() as logs:
         outcomes = consumer._store_batch(
             [(again, "m-again", None), (seal_for_mash(intake_service, other), "m-other", None)]
