@@ -91,7 +91,6 @@ from broker.demokeys import ensure_demo_keys  # noqa: E402
 from broker.intake.consumer import IntakeConsumer  # noqa: E402
 from broker.keys import ENCRYPTION_ALG, SIGNING_ALG, KeyRegistry, PartyKeys  # noqa: E402
 from broker.logging import configure_logging  # noqa: E402
-from broker.models import MashAlert  # noqa: E402
 from broker.policy import load_agreement  # noqa: E402
 from broker.runtime import ALL_PARTS, Runtime  # noqa: E402
 from broker.samples import render_all  # noqa: E402
@@ -594,28 +593,24 @@ class BareHarness:
 
 
 class AlertClock:
-    """When each MASH alert's transaction committed, by event id (session events)."""
+    """When each MASH alert's transaction committed, by event id (session events).
+
+    The intake stores alerts by one INSERT statement per transaction; its rows name the
+    events. ``report`` takes each committed transaction's event ids instead of
+    ``committed`` (the intake in a process of its own sends them to the benchmark).
+    """
 
     def __init__(
         self, service: Service, report: Callable[[list[uuid.UUID]], None] | None = None
     ) -> None:
         self.committed: dict[uuid.UUID, float] = {}
-        self._report = report
-        sa.event.listen(service.sessions, "after_flush", self._after_flush)
+        self._report = report or self._record
         sa.event.listen(service.sessions, "do_orm_execute", self._on_execute)
         sa.event.listen(service.sessions, "after_commit", self._after_commit)
         sa.event.listen(service.sessions, "after_rollback", self._after_rollback)
 
     @staticmethod
-    def _after_flush(session: Session, _context: Any) -> None:
-        """Alerts stored as ORM objects (the intake's one-by-one path)."""
-        alerts = [obj.event_id for obj in session.new if isinstance(obj, MashAlert)]
-        if alerts:
-            session.info.setdefault("bench_alerts", []).extend(alerts)
-
-    @staticmethod
     def _on_execute(state: Any) -> None:
-        """Alerts stored by one INSERT statement (the intake's batches)."""
         statement = state.statement
         if isinstance(statement, sa.Insert) and statement.table.name == "mash_alert":
             rows = state.parameters
@@ -624,12 +619,13 @@ class AlertClock:
 
     def _after_commit(self, session: Session) -> None:
         alerts = session.info.pop("bench_alerts", None)
-        if alerts and self._report is not None:
+        if alerts:
             self._report(alerts)
-        elif alerts:
-            now = time.perf_counter()
-            for event_id in alerts:
-                self.committed[event_id] = now
+
+    def _record(self, alerts: list[uuid.UUID]) -> None:
+        now = time.perf_counter()
+        for event_id in alerts:
+            self.committed[event_id] = now
 
     @staticmethod
     def _after_rollback(session: Session) -> None:
@@ -642,26 +638,29 @@ def _skip_triage() -> None:
     IntakeConsumer._triage_many = lambda *_args, **_kwargs: []  # type: ignore[method-assign]
 
 
-def _intake_child(  # noqa: PLR0917 - a process target's arguments are positional
-    settings: Settings,
-    results: Any,
-    control: Any,
-    without_triage: bool,
-    log_level: str,
-    log_path: str | None,
-) -> None:
+@dataclass(frozen=True)
+class IntakeOptions:
+    """How the MASH intake's own process (``--intake-process``) runs and logs."""
+
+    without_triage: bool = False
+    log_level: str = "error"
+    #: Its log file (JSON lines, as the service's); None: errors only, to the terminal.
+    log_path: Path | None = None
+
+
+def _intake_child(settings: Settings, results: Any, control: Any, options: IntakeOptions) -> None:
     """The MASH intake as a process of its own (``mash-broker run --only intake``).
 
-    Sends its preparers' pids, then ``(event id, commit time)`` lists as alerts commit;
-    stops when ``control`` says so (or closes). Logs as the parent does, to ``log_path``.
+    Says when it has started, then sends ``(event id, commit time)`` lists as alerts
+    commit; stops when ``control`` says so (or closes).
     """
-    if without_triage:
+    if options.without_triage:
         _skip_triage()
-    if log_path is None:
+    if options.log_path is None:
         configure_logging("error", json=True)
     else:
-        sys.stderr = Path(log_path).open("a")  # noqa: SIM115 - for the process's lifetime
-        configure_logging(log_level, json=True)
+        sys.stderr = options.log_path.open("a")  # for the process's lifetime
+        configure_logging(options.log_level, json=True)
     # A process of its own has the interpreter lock to itself: it opens the disclosures on
     # its storing thread rather than in a prepare process of its own (which measured slower
     # on two cores: one more process, and a pickled round trip per disclosure).
@@ -677,7 +676,7 @@ def _intake_child(  # noqa: PLR0917 - a process target's arguments are positiona
     async def serve() -> None:
         runtime = Runtime(service, ("intake",))
         await runtime.start()
-        results.send(runtime.preparers.pids if runtime.preparers is not None else [])
+        results.send("started")
         try:
             await asyncio.get_running_loop().run_in_executor(None, control.recv)
         except EOFError:
@@ -694,14 +693,14 @@ class IntakeProcess:
     """Starts and stops ``_intake_child``; fills ``committed`` from what it reports."""
 
     def __init__(
-        self, settings: Settings, committed: dict[uuid.UUID, float], *, without_triage: bool
+        self, settings: Settings, committed: dict[uuid.UUID, float], options: IntakeOptions
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self._results, child_results = context.Pipe(duplex=False)
         child_control, self._control = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_intake_child,
-            args=(settings, child_results, child_control, without_triage, *_CHILD_LOG),
+            args=(settings, child_results, child_control, options),
         )
         self._committed = committed
         self._reader: Any = None
@@ -709,8 +708,8 @@ class IntakeProcess:
 
     async def start(self) -> None:
         self._process.start()
-        helpers = await asyncio.to_thread(self._results.recv)
-        self.pids = [self._process.pid or 0, *helpers]
+        await asyncio.to_thread(self._results.recv)  # started
+        self.pids = [self._process.pid or 0]
         self._reader = asyncio.get_running_loop().run_in_executor(None, self._read)
 
     def _read(self) -> None:
@@ -721,10 +720,6 @@ class IntakeProcess:
         self._control.send("stop")
         await self._reader
         await asyncio.to_thread(self._process.join, 30)
-
-
-#: The service's log level and the intake process's log file (set by ``_log_to_file``).
-_CHILD_LOG: list[Any] = ["error", None]
 
 
 def broker_settings(
@@ -753,27 +748,25 @@ class BrokerHarness:
         rabbit: Rabbit,
         settings: Settings,
         *,
-        intake_process: bool = False,
-        without_triage: bool = False,
+        intake_process: IntakeOptions | None = None,
     ) -> None:
+        """``intake_process``: run the MASH intake as a process of its own, so."""
         self._rabbit = rabbit
-        self._without_triage = without_triage
         self._settings = settings
         self.service = Service.load(settings)
         self._clock = AlertClock(self.service)
         self._route = ingest_routing_key("police")
         self._intake_process = intake_process
-        self._parts = tuple(p for p in PARTS if p != "intake") if intake_process else PARTS
+        self._parts = PARTS if intake_process is None else tuple(p for p in PARTS if p != "intake")
 
     @contextlib.asynccontextmanager
     async def _running(self) -> Any:
         """The service's runtime (and, with ``intake_process``, the intake's process)."""
+        options = self._intake_process
         intake = (
-            IntakeProcess(
-                self._settings, self._clock.committed, without_triage=self._without_triage
-            )
-            if self._intake_process
-            else None
+            None
+            if options is None
+            else IntakeProcess(self._settings, self._clock.committed, options)
         )
         runtime = Runtime(self.service, self._parts)
         if intake is not None:
@@ -992,7 +985,7 @@ async def run(args: argparse.Namespace) -> bool:
         keys_dir = directory / "keys"
         ensure_demo_keys(keys_dir, load_agreement(AGREEMENT), SERVICE_PARTY)
         with (
-            _log_to_file(args, directory),
+            _log_to_file(args, directory) as log_path,
             temporary_database(args.database_url, directory) as db_url,
         ):
             bare_harness = BareHarness(rabbit, keys_dir, args.prefetch)
@@ -1004,8 +997,13 @@ async def run(args: argparse.Namespace) -> bool:
                     broker_settings(
                         rabbit, db_url, keys_dir, args.prefetch, args.prepare_processes
                     ),
-                    intake_process=args.intake_process,
-                    without_triage=args.without_triage,
+                    intake_process=IntakeOptions(
+                        without_triage=args.without_triage,
+                        log_level=args.log_level,
+                        log_path=None if log_path is None else log_path.with_suffix(".intake.log"),
+                    )
+                    if args.intake_process
+                    else None,
                 )
                 await broker.setup()
             try:
@@ -1032,24 +1030,23 @@ async def run(args: argparse.Namespace) -> bool:
 
 
 @contextlib.contextmanager
-def _log_to_file(args: argparse.Namespace, directory: Path) -> Iterator[None]:
+def _log_to_file(args: argparse.Namespace, directory: Path) -> Iterator[Path | None]:
     """The service logs as in production (JSON lines), into a file rather than the terminal.
 
     The service's loggers write to whatever ``sys.stderr`` is when they log, so it points
-    at the file for the whole run.
+    at the file for the whole run. Gives the file (None with ``--log-level none``).
     """
     if args.log_level == "none":
         configure_logging("error", json=True)
-        yield
+        yield None
         return
     log_path = Path(args.log_file or directory / "broker.log")
-    _CHILD_LOG[:] = [args.log_level, str(log_path.with_suffix(".intake.log"))]
     with (
         log_path.open("w") as log_file,
         contextlib.redirect_stderr(log_file),
     ):
         configure_logging(args.log_level, json=True)
-        yield
+        yield log_path
 
 
 def main() -> None:
