@@ -14,7 +14,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic_core import PydanticUndefined
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import instrumentation
+from sqlalchemy.orm import configure_mappers, instrumentation
 from sqlmodel import Field, SQLModel
 
 from broker.exceptions import ConfigurationError, DecryptionFailed
@@ -91,6 +91,9 @@ def new_row(model: type[_Table], /, **values: Any) -> _Table:
             raise TypeError(f"{model.__name__}: field {name!r} has no value")
         else:
             state[name] = info.default
+    # Mapped as a constructor or a query would map it, so that its attributes read (an
+    # ORM statement configures the mappers too, but rows may be made before any runs).
+    configure_mappers()
     row: _Table = instrumentation.manager_of_class(model).new_instance()
     row.__dict__.update(state)
     object.__setattr__(row, "__pydantic_fields_set__", set(values))

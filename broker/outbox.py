@@ -12,9 +12,10 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, or_, select, update
-from sqlmodel import col
+from sqlalchemy import Integer, bindparam, func, or_, select, update
+from sqlmodel import SQLModel, col
 
 from broker.audit import AuditKind, AuditRecord, draft
 from broker.db import session_scope, write_gate
@@ -30,6 +31,48 @@ _log = get_logger("outbox")
 
 #: Back-off for rows that could not be published, by attempt (capped at the last).
 _RETRY_AFTER = (1, 2, 5, 10, 30, 60)
+
+# Core statements on the table, built once: run on the connection they skip the ORM's
+# layer (about 120 µs a statement; the relay runs three a batch).
+_OUTBOX = SQLModel.metadata.tables[OutboxMessage.__tablename__]
+_DUE = (
+    select(
+        _OUTBOX.c.id,
+        _OUTBOX.c.recipient,
+        _OUTBOX.c.exchange,
+        _OUTBOX.c.routing_key,
+        _OUTBOX.c.token,
+        _OUTBOX.c.jti,
+        _OUTBOX.c.attempts,
+    )
+    .where(
+        _OUTBOX.c.status == OutboxStatus.PENDING,
+        or_(_OUTBOX.c.next_attempt_at.is_(None), _OUTBOX.c.next_attempt_at <= bindparam("now")),
+    )
+    .order_by(_OUTBOX.c.id)
+    .limit(bindparam("limit", type_=Integer))
+)
+#: Due rows but those in flight (published, their outcome not yet committed).
+_DUE_BUT = _DUE.where(_OUTBOX.c.id.not_in(bindparam("exclude", expanding=True)))
+_MARK_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=OutboxStatus.SENT,
+        sent_at=bindparam("now", type_=_OUTBOX.c.sent_at.type),
+        attempts=_OUTBOX.c.attempts + 1,
+        last_error=None,
+    )
+)
+_MARK_UNSENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"))
+    .values(
+        attempts=bindparam("attempts"),
+        last_error=bindparam("error"),
+        next_attempt_at=bindparam("retry_at", type_=_OUTBOX.c.next_attempt_at.type),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -229,31 +272,11 @@ class OutboxRelay:
         ]
 
     def _due_rows(self, exclude: frozenset[int] = frozenset()) -> list[_Row]:
-        now = datetime.now(UTC)
-        conditions = [
-            col(OutboxMessage.status) == OutboxStatus.PENDING,
-            or_(
-                col(OutboxMessage.next_attempt_at).is_(None),
-                col(OutboxMessage.next_attempt_at) <= now,
-            ),
-        ]
+        parameters: dict[str, Any] = {"now": datetime.now(UTC), "limit": self._batch_size}
         if exclude:
-            conditions.append(col(OutboxMessage.id).not_in(exclude))
+            parameters["exclude"] = list(exclude)
         with session_scope(self._service.sessions) as session:
-            found = session.execute(
-                select(
-                    col(OutboxMessage.id),
-                    col(OutboxMessage.recipient),
-                    col(OutboxMessage.exchange),
-                    col(OutboxMessage.routing_key),
-                    col(OutboxMessage.token),
-                    col(OutboxMessage.jti),
-                    col(OutboxMessage.attempts),
-                )
-                .where(*conditions)
-                .order_by(col(OutboxMessage.id))
-                .limit(self._batch_size)
-            ).all()
+            found = session.connection().execute(_DUE_BUT if exclude else _DUE, parameters).all()
         return [
             _Row(
                 id=r[0],
@@ -290,27 +313,19 @@ class OutboxRelay:
         sessions = self._service.sessions
         with write_gate(sessions) as gate, session_scope(sessions) as session:
             gate.enter()
+            connection = session.connection()
             if sent:
-                session.execute(
-                    update(OutboxMessage)
-                    .where(col(OutboxMessage.id).in_([row.id for row in sent]))
-                    .values(
-                        status=OutboxStatus.SENT,
-                        sent_at=now,
-                        attempts=col(OutboxMessage.attempts) + 1,
-                        last_error=None,
-                    )
-                )
+                connection.execute(_MARK_SENT, {"ids": [row.id for row in sent], "now": now})
             for row, result in unsent:
                 delay = _RETRY_AFTER[min(row.attempts, len(_RETRY_AFTER) - 1)]
-                session.execute(
-                    update(OutboxMessage)
-                    .where(col(OutboxMessage.id) == row.id)
-                    .values(
-                        attempts=row.attempts + 1,
-                        last_error=result.status.value,
-                        next_attempt_at=now + timedelta(seconds=delay),
-                    )
+                connection.execute(
+                    _MARK_UNSENT,
+                    {
+                        "row_id": row.id,
+                        "attempts": row.attempts + 1,
+                        "error": result.status.value,
+                        "retry_at": now + timedelta(seconds=delay),
+                    },
                 )
             self._service.audit.append_many(session, published)
         unroutable = sum(1 for _, r in unsent if r.status is PublishStatus.UNROUTABLE)

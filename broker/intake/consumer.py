@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, SQLModel, col
+from sqlmodel import Session, SQLModel
 
 from broker.audit import AuditKind, AuditLog, AuditRecord
 from broker.batching import Batcher, together_else_each
@@ -36,6 +36,19 @@ _ALERT_COLUMNS = tuple(c.name for c in _ALERTS.columns if c.name != "id")
 #: A batch's alerts in one statement; ``sort_by_parameter_order`` gives their ids back in
 #: the order of the rows given (matched by the alert's unique ``jti``, its sentinel).
 _INSERT_ALERTS = insert(_ALERTS).returning(_ALERTS.c.id, sort_by_parameter_order=True)
+#: Which of a batch's events have alerts for a party already (Core, built once: run on the
+#: connection, a statement skips the ORM's layer, about 120 µs of it).
+_STORED_EVENTS = select(_ALERTS.c.event_id).where(
+    _ALERTS.c.recipient == bindparam("party"),
+    _ALERTS.c.event_id.in_(bindparam("events", expanding=True)),
+)
+_INBOX = SQLModel.metadata.tables[InboxEntry.__tablename__]
+_INSERT_INBOX = insert(_INBOX)
+#: Which of a batch's message ids a consumer has applied already.
+_APPLIED = select(_INBOX.c.message_id).where(
+    _INBOX.c.consumer == bindparam("consumer"),
+    _INBOX.c.message_id.in_(bindparam("keys", expanding=True)),
+)
 _AUDITABLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:|/+-]{0,99}$")
 
 
@@ -210,13 +223,10 @@ class IntakeConsumer:
         if not message_ids:
             return set()
         keys = {message_id[:128] for message_id in message_ids}
-        found = session.execute(
-            select(col(InboxEntry.message_id)).where(
-                col(InboxEntry.consumer) == self._consumer_name,
-                col(InboxEntry.message_id).in_(keys),
-            )
-        ).scalars()
-        return set(found)
+        found = session.connection().execute(
+            _APPLIED, {"consumer": self._consumer_name, "keys": list(keys)}
+        )
+        return set(found.scalars())
 
     def store(
         self,
@@ -316,8 +326,9 @@ class IntakeConsumer:
         """
         if not opened:
             return []
-        session.execute(
-            insert(InboxEntry),
+        connection = session.connection()
+        connection.execute(
+            _INSERT_INBOX,
             [
                 {"consumer": self._consumer_name, "message_id": claims.jti, "processed_at": now}
                 for claims, _ in opened
@@ -338,7 +349,7 @@ class IntakeConsumer:
             # One INSERT for the batch's alerts, their ids read back in order; the rows
             # stay plain objects (not the session's): nothing changes them afterwards, and
             # an ORM flush of them cost twice the statement.
-            ids = session.execute(
+            ids = connection.execute(
                 _INSERT_ALERTS,
                 [{name: getattr(alert, name) for name in _ALERT_COLUMNS} for alert, _ in alerts],
             ).scalars()
@@ -355,13 +366,11 @@ class IntakeConsumer:
         """Which of these claims' events have an alert for this party already."""
         if not batch:
             return set()
-        found = session.execute(
-            select(col(MashAlert.event_id)).where(
-                col(MashAlert.recipient) == self._party,
-                col(MashAlert.event_id).in_({c.provenance.source_event_id for c in batch}),
-            )
-        ).scalars()
-        return set(found)
+        events = list({c.provenance.source_event_id for c in batch})
+        found = session.connection().execute(
+            _STORED_EVENTS, {"party": self._party, "events": events}
+        )
+        return set(found.scalars())
 
     def _alert_row(self, claims: DisclosureClaims, token: bytes, now: datetime) -> MashAlert:
         metadata = claims.event.get("metadata", {})

@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from broker import pipeline
+from broker import outbox, pipeline
 from broker.db import make_engine, make_sessionmaker, remember_jti, remember_jtis, write_gate
+from broker.intake import consumer as intake_consumer
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(days=7)
@@ -128,17 +130,61 @@ def test_an_expired_row_taken_over_keeps_the_new_expiry(db_engine: Engine) -> No
         }
 
 
-def test_the_ingest_looks_up_digests_by_the_inbox_index(db_engine: Engine) -> None:
-    """Looking digests up without their inbox consumer read the whole inbox every batch."""
+_A_TIME = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+#: The path's look-ups, each with the index it must search (name, statement, table, index).
+_LOOKUPS: list[tuple[str, Any, str, str]] = [
+    (
+        "ingest: digests seen",
+        pipeline._SEEN.params(consumer="ingest:police:tvp-police", digests=["a", "b"]),
+        "inbox",
+        "COVERING INDEX",
+    ),
+    (
+        "intake: messages applied",
+        intake_consumer._APPLIED.params(consumer="intake:wam-mash", keys=["a", "b"]),
+        "inbox",
+        "COVERING INDEX",
+    ),
+    (
+        "intake: events stored",
+        intake_consumer._STORED_EVENTS.params(party="wam-mash", events=[uuid.uuid4()]),
+        "mash_alert",
+        "COVERING INDEX",
+    ),
+    (
+        "relay: due rows",
+        outbox._DUE.params(now=_A_TIME, limit=500),
+        "outbox",
+        "ix_outbox_status_id",
+    ),
+    (
+        "relay: due rows but those in flight",
+        outbox._DUE_BUT.params(now=_A_TIME, limit=500, exclude=[1, 2]),
+        "outbox",
+        "ix_outbox_status_id",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("statement", "table", "index"),
+    [lookup[1:] for lookup in _LOOKUPS],
+    ids=[lookup[0] for lookup in _LOOKUPS],
+)
+def test_the_paths_lookups_search_by_an_index(
+    db_engine: Engine, statement: Any, table: str, index: str
+) -> None:
+    """A look-up by a column that does not lead an index reads the whole table every batch
+    (the ingest's digests once did: the inbox holds two rows a message ever stored)."""
     if db_engine.dialect.name != "sqlite":
         pytest.skip("the plan is read from SQLite's EXPLAIN QUERY PLAN")
-    statement = pipeline._SEEN.params(consumer="ingest:police:tvp-police", digests=["a", "b"])
     sql = statement.compile(dialect=db_engine.dialect, compile_kwargs={"literal_binds": True})
     with db_engine.connect() as connection:
         plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").all()
     details = " ".join(str(row[-1]) for row in plan)
-    assert "SEARCH inbox USING COVERING INDEX" in details, details
-    assert "SCAN inbox" not in details, details
+    assert f"SEARCH {table} USING" in details, details
+    assert index in details, details
+    assert f"SCAN {table}" not in details, details
 
 
 def _hold_gate_in_another_process(url: str, inside: Any, released: Any) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, date, datetime
 from typing import Any
@@ -133,6 +135,23 @@ def test_new_row_holds_what_the_constructor_would() -> None:
 
 
 _TRACKER: dict[str, Any] = {"child_key": "ch-0001", "identified_on": date(2026, 2, 1), "level": 2}
+
+
+def test_a_new_row_reads_before_anything_mapped_it() -> None:
+    """A fresh process whose first row is ``new_row``'s (the intake's alerts are, and are
+    only ever written by Core statements): its attributes must read all the same."""
+    script = (
+        "import datetime\n"
+        "from broker.intake.tables import IntakeClock\n"
+        "from broker.models import new_row\n"
+        f"row = new_row(IntakeClock, **{_CLOCK!r})\n"
+        "print(row.clock_id, row.alert_id)\n"
+    )
+    done = subprocess.run(  # noqa: S603 - this interpreter, a script of the test
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["mash-decision:17", "17"]
 
 
 def test_a_new_row_inserts_reads_back_and_updates(db_session: Session) -> None:
