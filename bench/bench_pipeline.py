@@ -84,7 +84,6 @@ import sqlalchemy as sa  # noqa: E402
 from aio_pika.abc import AbstractIncomingMessage  # noqa: E402
 from joserfc import jwe, jws  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
 
 from adapters import AdapterContext, get_adapter  # noqa: E402
 from broker.demokeys import ensure_demo_keys  # noqa: E402
@@ -593,11 +592,12 @@ class BareHarness:
 
 
 class AlertClock:
-    """When each MASH alert's transaction committed, by event id (session events).
+    """When each MASH alert's transaction committed, by event id (engine events).
 
-    The intake stores alerts by one INSERT statement per transaction; its rows name the
-    events. ``report`` takes each committed transaction's event ids instead of
-    ``committed`` (the intake in a process of its own sends them to the benchmark).
+    The intake stores alerts by one INSERT statement per transaction, on the session's
+    connection; its rows name the events. ``report`` takes each committed transaction's
+    event ids instead of ``committed`` (the intake in a process of its own sends them to
+    the benchmark).
     """
 
     def __init__(
@@ -605,20 +605,19 @@ class AlertClock:
     ) -> None:
         self.committed: dict[uuid.UUID, float] = {}
         self._report = report or self._record
-        sa.event.listen(service.sessions, "do_orm_execute", self._on_execute)
-        sa.event.listen(service.sessions, "after_commit", self._after_commit)
-        sa.event.listen(service.sessions, "after_rollback", self._after_rollback)
+        sa.event.listen(service.engine, "after_execute", self._on_execute)
+        sa.event.listen(service.engine, "commit", self._after_commit)
+        sa.event.listen(service.engine, "rollback", self._after_rollback)
 
     @staticmethod
-    def _on_execute(state: Any) -> None:
-        statement = state.statement
+    def _on_execute(connection: sa.Connection, statement: Any, *args: Any) -> None:
         if isinstance(statement, sa.Insert) and statement.table.name == "mash_alert":
-            rows = state.parameters
-            rows = rows if isinstance(rows, list) else [rows]
-            state.session.info.setdefault("bench_alerts", []).extend(r["event_id"] for r in rows)
+            multiparams, params = args[0], args[1]
+            rows = list(multiparams) if multiparams else [params]
+            connection.info.setdefault("bench_alerts", []).extend(r["event_id"] for r in rows)
 
-    def _after_commit(self, session: Session) -> None:
-        alerts = session.info.pop("bench_alerts", None)
+    def _after_commit(self, connection: sa.Connection) -> None:
+        alerts = connection.info.pop("bench_alerts", None)
         if alerts:
             self._report(alerts)
 
@@ -628,8 +627,8 @@ class AlertClock:
             self.committed[event_id] = now
 
     @staticmethod
-    def _after_rollback(session: Session) -> None:
-        session.info.pop("bench_alerts", None)
+    def _after_rollback(connection: sa.Connection) -> None:
+        connection.info.pop("bench_alerts", None)
 
 
 def _skip_triage() -> None:
