@@ -501,6 +501,58 @@ def test_a_fault_in_one_alert_of_a_batch_leaves_the_others_triaged(
     assert episodes == {"EP-0", "EP-1", "EP-3"}
 
 
+def test_alerts_triaged_one_by_one_in_one_transaction_find_what_the_first_wrote(
+    intake_service: Service,
+    consumer: IntakeConsumer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a batch's triage fails, its alerts are triaged one by one in the same
+    transaction: the child, episode and clocks the first wrote (by INSERT, not through
+    the session) are found by the next, which links to that child and folds that episode
+    instead of making them again."""
+    subject = child(nhs=90)
+    events = [
+        reported("EP-90", utc(2026, 11, 20, 9, 0), subject),
+        found("EP-90", utc(2026, 11, 20, 15, 0), subject),
+        reported("EP-91", utc(2026, 11, 21, 9, 0), child(nhs=91)),
+    ]
+    faulty = events[2].metadata.event_id
+    original = IntakeStore.on_alert
+
+    def sometimes_broken(
+        store: IntakeStore, session: Session, alert: MashAlert, claims: DisclosureClaims
+    ) -> None:
+        if alert.event_id == faulty:
+            raise RuntimeError("a bug in the clocks")
+        original(store, session, alert, claims)
+
+    monkeypatch.setattr(IntakeStore, "on_alert", sometimes_broken)
+    outcomes = consumer.store_many(
+        [(seal_for_mash(intake_service, event), None) for event in events]
+    )
+    assert outcomes == [StoreOutcome.STORED] * 3
+    with session_scope(intake_service.sessions) as session:
+        children = list(session.execute(select(IntakeChild)).scalars())
+        triage_rows = list(session.execute(select(IntakeAlert)).scalars())
+        episode = session.get(IntakeEpisode, "EP-90")
+        clocks = list(
+            session.execute(
+                select(IntakeClock).where(col(IntakeClock.episode_id) == "EP-90")
+            ).scalars()
+        )
+    assert len(children) == 1, "the second alert made its child again"
+    assert {row.child_key for row in triage_rows} == {children[0].child_key}
+    assert [row.link for row in sorted(triage_rows, key=lambda r: r.alert_id)] == [
+        "new",
+        "linked",
+    ]
+    assert episode is not None
+    assert episode.child_key == children[0].child_key
+    assert episode.found_at == utc(2026, 11, 20, 15, 0)
+    assert clocks, "the episode's clocks were not written"
+    assert all(clock.child_key == children[0].child_key for clock in clocks)
+
+
 @pytest.mark.parametrize("batch", [True, False], ids=["batch", "one-by-one"])
 def test_stored_and_triaged_alerts_are_logged_by_id_once_their_transaction_has_committed(
     intake_service: Service,
