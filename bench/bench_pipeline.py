@@ -70,7 +70,7 @@ import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -86,6 +86,7 @@ from joserfc import jwe, jws  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
 from adapters import AdapterContext, get_adapter  # noqa: E402
+from broker.db import write_gate_stats  # noqa: E402
 from broker.demokeys import ensure_demo_keys  # noqa: E402
 from broker.intake.consumer import IntakeConsumer  # noqa: E402
 from broker.keys import ENCRYPTION_ALG, SIGNING_ALG, KeyRegistry, PartyKeys  # noqa: E402
@@ -346,6 +347,10 @@ class Latency:
     achieved_per_s: float
     load_before: float
     load_after: float
+    #: The share of the paced run that the service process's writers held SQLite's write
+    #: gate, and their transactions (None: PostgreSQL, or the bare path).
+    gate_held_share: float | None = None
+    gate_transactions: int | None = None
 
 
 @dataclass
@@ -811,6 +816,7 @@ class BrokerHarness:
         target = len(committed) + len(ids)
         async with self._running():
             load = os.getloadavg()[0]
+            gate_before, since = write_gate_stats(self.service.sessions), time.perf_counter()
             sent = await publish_paced(
                 self._rabbit.url,
                 exchange_name=INGEST_EXCHANGE,
@@ -822,8 +828,16 @@ class BrokerHarness:
             await _wait_for(
                 lambda: len(committed) >= target, 60 + len(messages) / 20, "broker paced"
             )
+            gate_after, until = write_gate_stats(self.service.sessions), time.perf_counter()
         done = {first + k: committed[i] for k, i in enumerate(ids)}
-        return _latency(sent, done, first + warm, rate, load)
+        result = _latency(sent, done, first + warm, rate, load)
+        if gate_before is None or gate_after is None:
+            return result
+        return replace(
+            result,
+            gate_held_share=(gate_after.held_seconds - gate_before.held_seconds) / (until - since),
+            gate_transactions=gate_after.transactions - gate_before.transactions,
+        )
 
 
 def _cpu_of(pid: int) -> float:
@@ -921,6 +935,13 @@ def report(args: argparse.Namespace, backend: str, bare: PathResult, real: PathR
     ratio = None
     if real.rounds:
         print(f"\nbroker store after the run: {real.extra}")
+    if real.latency is not None and real.latency.gate_held_share is not None:
+        print(
+            f"SQLite's write gate during the paced run: held {real.latency.gate_held_share:.0%}"
+            f" of the time by the service process's writers, in "
+            f"{real.latency.gate_transactions:,} transactions"
+            + (" (the intake's own process not counted)" if args.intake_process else "")
+        )
     if real.latency is not None:
         p99_ok = real.latency.p99_ms <= TARGET_P99_MS
         ok = ok and p99_ok

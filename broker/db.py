@@ -6,9 +6,11 @@ import fcntl
 import functools
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from broker.settings import Settings
 __all__ = [
     "MIGRATIONS_DIR",
     "DbReplayStore",
+    "GateStats",
     "WriteGate",
     "current_revision",
     "downgrade",
@@ -41,6 +44,7 @@ __all__ = [
     "remember_jtis",
     "session_scope",
     "write_gate",
+    "write_gate_stats",
 ]
 
 #: The alembic scripts (``env.py`` and ``versions/``) at the project root.
@@ -210,12 +214,27 @@ class WriteGate:
             self._lock.release()
 
 
+@dataclass(frozen=True)
+class GateStats:
+    """What this process's writers spent at a SQLite database's write gate, so far.
+
+    ``held_seconds`` over a time is the share of it the gate was closed by this process:
+    near 1, writers queue (the other parts of the service, and other processes, wait for
+    it). ``waited_seconds`` is the writers' time waiting to get in, summed over writers.
+    """
+
+    transactions: int = 0
+    waited_seconds: float = 0.0
+    held_seconds: float = 0.0
+
+
 class _GateLock:
     """A SQLite database's gate: a re-entrant lock of this process, and the file lock.
 
     The file lock is taken by the outermost holder in this process and let go by it; a
     thread that holds the gate may take it again (a writer called from another's
-    transaction) without deadlocking on its own file lock.
+    transaction) without deadlocking on its own file lock. The outermost holders' waits
+    and holds are counted (``stats``; two clock readings a transaction).
     """
 
     def __init__(self, path: Path | None) -> None:
@@ -223,12 +242,15 @@ class _GateLock:
         self._path = path
         self._file: int | None = None
         self._depth = 0
+        self._since = 0.0
+        self.stats = GateStats()
 
     def __del__(self) -> None:
         if self._file is not None:
             os.close(self._file)
 
     def acquire(self) -> None:
+        asked = time.perf_counter()
         self._thread_lock.acquire()
         try:
             if self._depth == 0 and self._path is not None:
@@ -238,10 +260,21 @@ class _GateLock:
         except BaseException:
             self._thread_lock.release()
             raise
+        if self._depth == 0:
+            self._since = time.perf_counter()
+            self.stats = replace(
+                self.stats, waited_seconds=self.stats.waited_seconds + self._since - asked
+            )
         self._depth += 1
 
     def release(self) -> None:
         self._depth -= 1
+        if self._depth == 0:
+            self.stats = replace(
+                self.stats,
+                transactions=self.stats.transactions + 1,
+                held_seconds=self.stats.held_seconds + time.perf_counter() - self._since,
+            )
         try:
             if self._depth == 0 and self._file is not None:
                 fcntl.flock(self._file, fcntl.LOCK_UN)
@@ -271,6 +304,17 @@ def write_gate(bind: Engine | sessionmaker[Session]) -> WriteGate:
         if lock is None:
             lock = _GATES[engine] = _GateLock(_gate_path(engine))
     return WriteGate(lock)
+
+
+def write_gate_stats(bind: Engine | sessionmaker[Session]) -> GateStats | None:
+    """What this process's writers spent at ``bind``'s write gate so far (a snapshot);
+    None if it has none (PostgreSQL)."""
+    engine = bind if isinstance(bind, Engine) else bind.kw.get("bind")
+    if not isinstance(engine, Engine) or engine.dialect.name != "sqlite":
+        return None
+    with _GATES_LOCK:
+        lock = _GATES.get(engine)
+    return lock.stats if lock is not None else GateStats()
 
 
 # --------------------------------------------------------------------------- migrations

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from broker.db import session_scope
+from broker.db import session_scope, write_gate_stats
 from broker.models import AuditEntry, AuditKind, OutboxMessage, OutboxStatus
 from broker.service import Service
 
@@ -176,7 +176,31 @@ class ApiMetrics:
         for queue, count in sorted((queue_depths or {}).items()):
             depth.add_metric([queue], count)
         metrics.append(depth)
+        metrics.extend(self._write_gate())
         return metrics
+
+    def _write_gate(self) -> list[Metric]:
+        """SQLite's write gate as this process's writers met it (none on PostgreSQL)."""
+        gate = write_gate_stats(self._service.sessions)
+        if gate is None:
+            return []
+        return [
+            CounterMetricFamily(
+                "mash_db_write_gate_transactions",
+                "Write transactions of this process through SQLite's write gate.",
+                gate.transactions,
+            ),
+            CounterMetricFamily(
+                "mash_db_write_gate_held_seconds",
+                "Time this process held SQLite's write gate (its rate near 1: writers queue).",
+                gate.held_seconds,
+            ),
+            CounterMetricFamily(
+                "mash_db_write_gate_wait_seconds",
+                "Time this process's writers waited for SQLite's write gate, summed.",
+                gate.waited_seconds,
+            ),
+        ]
 
     def _outbox(self) -> tuple[int, datetime | None]:
         with session_scope(self._service.sessions) as session:

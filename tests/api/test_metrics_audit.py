@@ -52,6 +52,24 @@ async def test_metrics_follow_the_audit_chain(
     assert "999001" not in after
 
 
+async def test_metrics_show_how_this_process_met_sqlites_write_gate(
+    client: httpx.AsyncClient, assertion: AssertionMaker, staff_token
+) -> None:
+    admin = {"Authorization": f"Bearer {await staff_token(Role.ADMIN)}"}
+    before = (await client.get("/metrics", headers=admin)).text
+    accepted = await client.post(
+        POLICE, content=_police_sample(), headers={"Authorization": f"Bearer {assertion()}"}
+    )
+    assert accepted.status_code == 202
+    after = (await client.get("/metrics", headers=admin)).text
+    # The ingest's transaction went through the gate (the API's database is SQLite here).
+    transactions = _value(after, "mash_db_write_gate_transactions_total")
+    assert transactions >= _value(before, "mash_db_write_gate_transactions_total") + 1
+    held = _value(after, "mash_db_write_gate_held_seconds_total")
+    assert held > _value(before, "mash_db_write_gate_held_seconds_total")
+    assert _value(after, "mash_db_write_gate_wait_seconds_total") >= 0
+
+
 async def test_metrics_token_admits_a_scraper(api_service: Service, accounts) -> None:
     api = api_service.settings.api.model_copy(
         update={"metrics_token": SecretStr("scrape-" + "s" * 24)}

@@ -17,7 +17,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from broker import outbox, pipeline
-from broker.db import make_engine, make_sessionmaker, remember_jti, remember_jtis, write_gate
+from broker.db import (
+    GateStats,
+    make_engine,
+    make_sessionmaker,
+    remember_jti,
+    remember_jtis,
+    write_gate,
+    write_gate_stats,
+)
 from broker.intake import consumer as intake_consumer
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -185,6 +193,53 @@ def test_the_paths_lookups_search_by_an_index(
     assert f"SEARCH {table} USING" in details, details
     assert index in details, details
     assert f"SCAN {table}" not in details, details
+
+
+def test_the_write_gate_counts_its_transactions_waits_and_holds(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'stats.db'}")
+    try:
+        assert write_gate_stats(engine) == GateStats()
+        with write_gate(engine) as outer:
+            outer.enter()
+            with write_gate(engine) as inner:  # taken again in its thread: one transaction
+                inner.enter()
+            time.sleep(0.05)
+        first = write_gate_stats(engine)
+        assert first is not None
+        assert first.transactions == 1
+        assert first.held_seconds >= 0.05
+        # A writer that finds the gate held waits for it, and its wait is counted.
+        taken, go_on = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with write_gate(engine) as gate:
+                gate.enter()
+                taken.set()
+                go_on.wait(5)
+                time.sleep(0.05)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert taken.wait(5)
+        go_on.set()
+        with write_gate(engine) as gate:
+            gate.enter()
+        holder.join(5)
+        second = write_gate_stats(engine)
+        assert second is not None
+        assert second.transactions == 3
+        assert second.waited_seconds - first.waited_seconds >= 0.04
+        assert second.held_seconds - first.held_seconds >= 0.05
+    finally:
+        engine.dispose()
+
+
+def test_postgresql_has_no_write_gate_to_count() -> None:
+    engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    try:
+        assert write_gate_stats(engine) is None
+    finally:
+        engine.dispose()
 
 
 def _hold_gate_in_another_process(url: str, inside: Any, released: Any) -> None:
