@@ -414,7 +414,7 @@ class IntakeConsumer:
         """
         if len(alerts) > 1:
             try:
-                with session.begin_nested(), triage_batch(session) as rows:
+                with session.begin_nested(), triage_batch(session, parsed) as rows:
                     batch = [claims for _, claims in alerts]
                     self.intake_store.preload(session, batch, parsed)
                     for alert, claims in alerts:
@@ -425,17 +425,25 @@ class IntakeConsumer:
                 _log.warning("batch_triage_failed", alerts=len(alerts))
             else:
                 return rows
-        return [row for alert, claims in alerts for row in self._triage(session, alert, claims)]
+        return [
+            row for alert, claims in alerts for row in self._triage(session, alert, claims, parsed)
+        ]
 
     def _triage(
-        self, session: Session, alert: MashAlert, claims: DisclosureClaims
+        self,
+        session: Session,
+        alert: MashAlert,
+        claims: DisclosureClaims,
+        parsed: ParsedBatch | None = None,
     ) -> list[dict[str, Any]]:
-        """Triage one alert under a savepoint of its own; its triage row, if written."""
+        """Triage one alert under a savepoint of its own; its triage row, if written.
+
+        ``parsed``: its batch's claims as parsed before the write lock, if they were."""
         # The alert is kept whatever happens here: a fault in linking, clocks or scoring
         # rolls back to this savepoint and the alert shows in the queue as not triaged,
         # rather than the delivery going round until it is dead-lettered.
         try:
-            with session.begin_nested(), triage_batch(session) as rows:
+            with session.begin_nested(), triage_batch(session, parsed) as rows:
                 self.intake_store.on_alert(session, alert, claims)
         except (TransportError, OperationalError):
             raise

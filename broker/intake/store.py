@@ -284,6 +284,8 @@ _INSERT_NEW = {
 
 #: ``session.info`` key: what ``IntakeStore.preload`` read for a triage batch.
 _PRELOADED = "intake.preloaded"
+#: ``session.info`` key: the batch's claims as parsed before the write lock.
+_PARSED = "intake.parsed"
 
 #: The stored episodes of a batch's alerts, in one query.
 _BATCH_EPISODES = select(IntakeEpisode).where(
@@ -345,16 +347,23 @@ def _preloaded(session: Session) -> _Preloaded | None:
 
 
 @contextmanager
-def triage_batch(session: Session) -> Iterator[list[dict[str, Any]]]:
+def triage_batch(
+    session: Session, parsed: ParsedBatch | None = None
+) -> Iterator[list[dict[str, Any]]]:
     """Triage alerts in ``session`` with few flushes: within it, the rows ``on_alert``
     makes are kept pending and found in memory by later alerts of the batch, and written
     together (one INSERT per table) when the savepoint or transaction ends. It flushes
     only before a query that must see a changed stored row (identifiers filled in, a
     tracker spell, a review, a notification). Use one per attempt at a batch.
 
+    ``parsed`` is what ``parse_batch`` gave for the batch's claims, if the caller has it
+    (parsed before the write lock, it is not parsed again under it).
+
     Yields the batch's triage rows (``IntakeAlert`` values), written when it ends: pass
     them to ``log_triaged`` once the transaction has committed."""
     session.info[_MADE] = {}
+    if parsed is not None:
+        session.info[_PARSED] = parsed
     triaged: list[dict[str, Any]] = []
     session.info[_TRIAGED] = triaged
     try:
@@ -367,6 +376,7 @@ def triage_batch(session: Session) -> Iterator[list[dict[str, Any]]]:
                 session.connection().execute(_INSERT_TRIAGE, triaged)
     finally:
         session.info.pop(_MADE, None)
+        session.info.pop(_PARSED, None)
         session.info.pop(_PRELOADED, None)
         session.info.pop(_TRIAGED, None)
 
@@ -564,7 +574,11 @@ class IntakeStore:
         """
         assert alert.id is not None  # noqa: S101 - the consumer flushes before calling
         loaded = _preloaded(session)
-        parsed = loaded.parsed if loaded is not None else ParsedBatch({}, {})
+        parsed: ParsedBatch = (
+            loaded.parsed
+            if loaded is not None
+            else session.info.get(_PARSED) or ParsedBatch({}, {})
+        )
         if id(claims) in parsed.events:
             event = parsed.events[id(claims)]
         else:

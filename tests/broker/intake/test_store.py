@@ -20,7 +20,7 @@ from broker.intake import consumer as consumer_module
 from broker.intake import store as store_module
 from broker.intake.clocks import ClockKind, ClockStatus
 from broker.intake.consumer import IntakeConsumer, StoreOutcome
-from broker.intake.context import IntakeContext
+from broker.intake.context import IntakeContext, parse_event
 from broker.intake.opening import DisclosureOpener
 from broker.intake.store import IntakeStore, ParsedBatch
 from broker.intake.tables import (
@@ -669,6 +669,34 @@ def test_a_fault_in_parsing_a_batch_costs_its_triage_never_its_storing(
             for alert in session.execute(select(MashAlert)).scalars()
         ]
     assert triaged == [True] * 3
+
+
+@pytest.mark.parametrize("size", [1, 3], ids=["one-alert", "batch"])
+def test_an_alert_is_parsed_once_before_the_write_lock_whatever_its_batch(
+    intake_service: Service,
+    consumer: IntakeConsumer,
+    monkeypatch: pytest.MonkeyPatch,
+    size: int,
+) -> None:
+    """A batch's events are parsed before the gate; a batch of one alert (triaged without
+    the batch's preload) must not parse its event again under the write lock."""
+    events = [reported(f"EP-{n}", utc(2026, 11, 20, 9, n), child(nhs=70 + n)) for n in range(size)]
+    parsed: list[object] = []
+
+    def counted(event: dict[str, Any]) -> object:
+        parsed.append(event)
+        return parse_event(event)
+
+    monkeypatch.setattr("broker.intake.store.parse_event", counted)
+    outcomes = consumer.store_many(
+        [(seal_for_mash(intake_service, event), None) for event in events]
+    )
+    assert outcomes == [StoreOutcome.STORED] * size
+    assert len(parsed) == size
+    with session_scope(intake_service.sessions) as session:
+        triaged = list(session.execute(select(IntakeAlert)).scalars())
+    assert len(triaged) == size
+    assert all(row.episode_id is not None for row in triaged)
 
 
 def test_what_a_prepare_process_opened_is_stored_once_and_what_it_refused_is_refused(
