@@ -468,15 +468,8 @@ def test_the_queue_puts_the_most_urgent_first_and_filters(
         assert due[0].due_at - due[0].started_at <= timedelta(days=4)
 
 
-def test_a_fault_in_one_alert_of_a_batch_leaves_the_others_triaged(
-    intake_service: Service,
-    consumer: IntakeConsumer,
-    context: IntakeContext,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The batch's one savepoint is rolled back and each alert triaged on its own."""
-    events = [reported(f"EP-{n}", utc(2026, 11, 20, 9, n), child(nhs=30 + n)) for n in range(4)]
-    faulty = events[2].metadata.event_id
+def _break_triage_of(monkeypatch: pytest.MonkeyPatch, faulty: UUID) -> None:
+    """Make the triage of the alert of event ``faulty`` fail (as a bug would), others not."""
     original = IntakeStore.on_alert
 
     def sometimes_broken(
@@ -487,6 +480,18 @@ def test_a_fault_in_one_alert_of_a_batch_leaves_the_others_triaged(
         original(store, session, alert, claims)
 
     monkeypatch.setattr(IntakeStore, "on_alert", sometimes_broken)
+
+
+def test_a_fault_in_one_alert_of_a_batch_leaves_the_others_triaged(
+    intake_service: Service,
+    consumer: IntakeConsumer,
+    context: IntakeContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch's one savepoint is rolled back and each alert triaged on its own."""
+    events = [reported(f"EP-{n}", utc(2026, 11, 20, 9, n), child(nhs=30 + n)) for n in range(4)]
+    faulty = events[2].metadata.event_id
+    _break_triage_of(monkeypatch, faulty)
     outcomes = consumer.store_many(
         [(seal_for_mash(intake_service, event), None) for event in events]
     )
@@ -517,16 +522,7 @@ def test_alerts_triaged_one_by_one_in_one_transaction_find_what_the_first_wrote(
         reported("EP-91", utc(2026, 11, 21, 9, 0), child(nhs=91)),
     ]
     faulty = events[2].metadata.event_id
-    original = IntakeStore.on_alert
-
-    def sometimes_broken(
-        store: IntakeStore, session: Session, alert: MashAlert, claims: DisclosureClaims
-    ) -> None:
-        if alert.event_id == faulty:
-            raise RuntimeError("a bug in the clocks")
-        original(store, session, alert, claims)
-
-    monkeypatch.setattr(IntakeStore, "on_alert", sometimes_broken)
+    _break_triage_of(monkeypatch, faulty)
     outcomes = consumer.store_many(
         [(seal_for_mash(intake_service, event), None) for event in events]
     )
