@@ -100,10 +100,27 @@ class _Row:
 class OutboxRelay:
     """Publishes pending outbox rows in batches, pipelining the confirms."""
 
-    def __init__(self, service: Service, publisher: Publisher, *, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        service: Service,
+        publisher: Publisher,
+        *,
+        batch_size: int = 500,
+        record_every: float = 0.05,
+    ) -> None:
+        """Relay ``service``'s outbox through ``publisher``.
+
+        ``record_every``: seconds a recording waits for more outcomes to join it, unless
+        a batch's worth is waiting already. Recording is off the disclosures' path (they
+        are published by then), but each recording is a transaction that holds SQLite's
+        write gate: at 50 events a second one per published batch held it about a quarter
+        of its busy time. A crash meanwhile publishes those rows again (at least once:
+        consumers' inboxes drop the copy).
+        """
         self._service = service
         self._publisher = publisher
         self._batch_size = batch_size
+        self._record_every = record_every
         self._source = f"urn:mash:party:{service.settings.crypto.service_party}"
         self._wakeup = asyncio.Event()
         # Its database work runs on a thread of its own, not queued in the shared pool
@@ -235,6 +252,9 @@ class OutboxRelay:
         """Record the outcomes handed over, in batches, until none are left."""
         loop = asyncio.get_running_loop()
         while self._to_record:
+            if len(self._to_record) < self._batch_size:
+                # Outcomes published meanwhile join this recording: fewer transactions.
+                await asyncio.sleep(self._record_every)
             taken, self._to_record = self._to_record, []
             rows = [row for row, _ in taken]
             results = [result for _, result in taken]

@@ -284,6 +284,59 @@ async def test_the_relay_publishes_while_it_records_and_each_row_only_once(
     assert set(published.values()) == {1}
 
 
+def _outbox_rows(service: Service) -> int:
+    with session_scope(service.sessions) as session:
+        return int(session.execute(select(func.count()).select_from(OutboxMessage)).scalar_one())
+
+
+@pytest.mark.parametrize("record_every", [0.0, 2.0], ids=["at-once", "joined"])
+async def test_outcomes_published_within_the_recording_wait_are_recorded_together(
+    service: Service, record_every: float
+) -> None:
+    # Three messages committed one at a time, each waking the relay (as the ingest does):
+    # three passes publish them. A recording that waits two seconds takes all three
+    # passes' outcomes in one transaction; one that does not wait records them as they
+    # come.
+    await ensure_topology(service.settings.amqp, service.topology)
+    samples = _police_samples()[:3]
+    ingestor = Ingestor(service)
+    recordings: list[int] = []
+    stop = asyncio.Event()
+    async with Publisher(service.settings.amqp) as publisher:
+        relay = OutboxRelay(service, publisher, record_every=record_every)
+        record = relay._record
+
+        def counted(rows: list[Any], results: list[Any]) -> Any:
+            recordings.append(len(rows))
+            return record(rows, results)
+
+        relay._record = counted  # type: ignore[method-assign]
+        task = asyncio.create_task(relay.run(stop, idle_seconds=60))
+        try:
+            await asyncio.sleep(0.2)  # its first pass found nothing
+            for raw in samples:
+                ingestor.ingest_batch([("police", raw, SENDER)])
+                relay.wake()
+                made = _outbox_rows(service)
+
+                def all_published(made: int = made) -> bool:
+                    return len(relay._in_flight) + sum(recordings) == made
+
+                # Published (in flight or recorded) before the next message comes.
+                await eventually(all_published)
+            published = _outbox_rows(service)
+            await eventually(lambda: outbox_backlog(service) == 0, within=10)
+        finally:
+            stop.set()
+            await task
+    assert sum(recordings) == published
+    if record_every:
+        assert recordings == [published]
+    else:
+        assert len(recordings) > 1
+    assert _chain_verifies(service)
+
+
 async def test_a_stopping_relay_records_what_it_published(service: Service) -> None:
     await ensure_topology(service.settings.amqp, service.topology)
     Ingestor(service).ingest_batch([("police", raw, SENDER) for raw in _police_samples()])
