@@ -8,7 +8,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -25,7 +25,7 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel
 
 from broker.exceptions import ConfigurationError, ReplayDetected, TransportError
-from broker.models import utc_now
+from broker.models import InboxEntry, utc_now
 from broker.settings import Settings
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "DbReplayStore",
     "GateStats",
     "WriteGate",
+    "applied_among",
     "current_revision",
     "downgrade",
     "engine_from_settings",
@@ -511,3 +512,29 @@ def remember_jtis(
             values[f"expires_{n}"] = expires_at
         remembered.update(row[0] for row in connection.execute(_upsert_jtis(len(chunk)), values))
     return remembered
+
+
+# --------------------------------------------------------------------------- inbox
+
+_INBOX = SQLModel.metadata.tables[InboxEntry.__tablename__]
+#: The message ids among some that an inbox consumer has applied already (Core, built
+#: once: run on the connection, a statement skips the ORM's layer, about 120 µs of it).
+_APPLIED = sa.select(_INBOX.c.message_id).where(
+    _INBOX.c.consumer == sa.bindparam("consumer"),
+    _INBOX.c.message_id.in_(sa.bindparam("message_ids", expanding=True)),
+)
+
+
+def applied_among(
+    connection: Connection | Session, consumer: str, message_ids: Iterable[str]
+) -> set[str]:
+    """Which of ``message_ids`` the inbox ``consumer`` has applied already, in one query
+    by the inbox's unique index (consumer first: by message id alone it would read the
+    whole inbox)."""
+    wanted = list(set(message_ids))
+    if not wanted:
+        return set()
+    if isinstance(connection, Session):
+        connection = connection.connection()
+    found = connection.execute(_APPLIED, {"consumer": consumer, "message_ids": wanted})
+    return set(found.scalars())

@@ -14,7 +14,7 @@ from sqlmodel import Session, SQLModel
 
 from broker.audit import AuditKind, AuditLog, AuditRecord
 from broker.batching import Batcher, together_else_each
-from broker.db import remember_jti, remember_jtis, session_scope, write_gate
+from broker.db import applied_among, remember_jti, remember_jtis, session_scope, write_gate
 from broker.exceptions import ReplayDetected, SecurityError, TransportError
 from broker.intake.context import IntakeContext
 from broker.intake.opening import DisclosureOpener, Opened
@@ -42,13 +42,7 @@ _STORED_EVENTS = select(_ALERTS.c.event_id).where(
     _ALERTS.c.recipient == bindparam("party"),
     _ALERTS.c.event_id.in_(bindparam("events", expanding=True)),
 )
-_INBOX = SQLModel.metadata.tables[InboxEntry.__tablename__]
-_INSERT_INBOX = insert(_INBOX)
-#: Which of a batch's message ids a consumer has applied already.
-_APPLIED = select(_INBOX.c.message_id).where(
-    _INBOX.c.consumer == bindparam("consumer"),
-    _INBOX.c.message_id.in_(bindparam("keys", expanding=True)),
-)
+_INSERT_INBOX = insert(SQLModel.metadata.tables[InboxEntry.__tablename__])
 _AUDITABLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:|/+-]{0,99}$")
 
 
@@ -220,13 +214,9 @@ class IntakeConsumer:
 
     def _applied_among(self, session: Session, message_ids: list[str]) -> set[str]:
         """Which of these message ids this consumer has applied already."""
-        if not message_ids:
-            return set()
-        keys = {message_id[:128] for message_id in message_ids}
-        found = session.connection().execute(
-            _APPLIED, {"consumer": self._consumer_name, "keys": list(keys)}
+        return applied_among(
+            session, self._consumer_name, (message_id[:128] for message_id in message_ids)
         )
-        return set(found.scalars())
 
     def store(
         self,

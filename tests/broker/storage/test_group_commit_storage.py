@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from broker import outbox, pipeline
+from broker import db, outbox
 from broker.db import (
     GateStats,
     make_engine,
@@ -142,14 +142,8 @@ _A_TIME = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 #: The path's look-ups, each with the index it must search (name, statement, table, index).
 _LOOKUPS: list[tuple[str, Any, str, str]] = [
     (
-        "ingest: digests seen",
-        pipeline._SEEN.params(consumer="ingest:police:tvp-police", digests=["a", "b"]),
-        "inbox",
-        "COVERING INDEX",
-    ),
-    (
-        "intake: messages applied",
-        intake_consumer._APPLIED.params(consumer="intake:wam-mash", keys=["a", "b"]),
+        "inbox: messages applied (the ingest's digests, the intake's token ids)",
+        db._APPLIED.params(consumer="ingest:police:tvp-police", message_ids=["a", "b"]),
         "inbox",
         "COVERING INDEX",
     ),
