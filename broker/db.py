@@ -10,7 +10,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -244,7 +244,15 @@ class _GateLock:
         self._file: int | None = None
         self._depth = 0
         self._since = 0.0
-        self.stats = GateStats()
+        # Counted by the holder (under the thread lock), read by anyone via ``stats``.
+        self._transactions = 0
+        self._waited = 0.0
+        self._held = 0.0
+
+    @property
+    def stats(self) -> GateStats:
+        """What this process's writers spent at the gate so far."""
+        return GateStats(self._transactions, self._waited, self._held)
 
     def __del__(self) -> None:
         if self._file is not None:
@@ -263,19 +271,14 @@ class _GateLock:
             raise
         if self._depth == 0:
             self._since = time.perf_counter()
-            self.stats = replace(
-                self.stats, waited_seconds=self.stats.waited_seconds + self._since - asked
-            )
+            self._waited += self._since - asked
         self._depth += 1
 
     def release(self) -> None:
         self._depth -= 1
         if self._depth == 0:
-            self.stats = replace(
-                self.stats,
-                transactions=self.stats.transactions + 1,
-                held_seconds=self.stats.held_seconds + time.perf_counter() - self._since,
-            )
+            self._transactions += 1
+            self._held += time.perf_counter() - self._since
         try:
             if self._depth == 0 and self._file is not None:
                 fcntl.flock(self._file, fcntl.LOCK_UN)
@@ -295,27 +298,29 @@ _GATES: weakref.WeakKeyDictionary[Engine, _GateLock] = weakref.WeakKeyDictionary
 _GATES_LOCK = threading.Lock()
 
 
-def write_gate(bind: Engine | sessionmaker[Session]) -> WriteGate:
-    """The write gate of ``bind``'s database (see ``WriteGate``)."""
-    engine = bind if isinstance(bind, Engine) else bind.kw.get("bind")
-    if not isinstance(engine, Engine) or engine.dialect.name != "sqlite":
-        return WriteGate(None)
-    with _GATES_LOCK:
-        lock = _GATES.get(engine)
-        if lock is None:
-            lock = _GATES[engine] = _GateLock(_gate_path(engine))
-    return WriteGate(lock)
-
-
-def write_gate_stats(bind: Engine | sessionmaker[Session]) -> GateStats | None:
-    """What this process's writers spent at ``bind``'s write gate so far (a snapshot);
-    None if it has none (PostgreSQL)."""
+def _gate_lock(bind: Engine | sessionmaker[Session]) -> _GateLock | None:
+    """The gate of ``bind``'s database in this process, made on first use; None if it
+    has none (PostgreSQL)."""
     engine = bind if isinstance(bind, Engine) else bind.kw.get("bind")
     if not isinstance(engine, Engine) or engine.dialect.name != "sqlite":
         return None
     with _GATES_LOCK:
         lock = _GATES.get(engine)
-    return lock.stats if lock is not None else GateStats()
+        if lock is None:
+            lock = _GATES[engine] = _GateLock(_gate_path(engine))
+    return lock
+
+
+def write_gate(bind: Engine | sessionmaker[Session]) -> WriteGate:
+    """The write gate of ``bind``'s database (see ``WriteGate``)."""
+    return WriteGate(_gate_lock(bind))
+
+
+def write_gate_stats(bind: Engine | sessionmaker[Session]) -> GateStats | None:
+    """What this process's writers spent at ``bind``'s write gate so far (a snapshot);
+    None if it has none (PostgreSQL)."""
+    lock = _gate_lock(bind)
+    return lock.stats if lock is not None else None
 
 
 # --------------------------------------------------------------------------- migrations

@@ -562,10 +562,11 @@ class IntakeStore:
         )
 
     def on_alert(self, session: Session, alert: MashAlert, claims: DisclosureClaims) -> None:
-        """Link, fold, clock and score a newly stored alert, in the caller's transaction.
+        """Link, fold, clock and score a newly stored alert, in the caller's transaction,
+        within a ``triage_batch``.
 
-        Writes the alert's triage row (``IntakeAlert``), its child, episode, tracker and
-        clock rows.
+        Makes the alert's triage row (``IntakeAlert``), its child, episode, tracker and
+        clock rows; the batch writes them when it ends.
 
         Args:
             session: the consumer's session; ``alert`` is flushed (has an id).
@@ -617,12 +618,8 @@ class IntakeStore:
             "episode_fact": fact.to_json() if fact is not None else None,
             **self._score(session, event, child_key, episodes=episodes),
         }
-        pending: list[dict[str, Any]] | None = session.info.get(_TRIAGED)
-        if pending is not None:
-            pending.append(row)  # logged by the caller of ``triage_batch``, once committed
-        else:
-            session.execute(insert(IntakeAlert), [row])
-            log_triaged([row])
+        # Written with the batch's, and logged by the caller, once committed.
+        session.info[_TRIAGED].append(row)
         if loaded is not None and episode_id is not None and episode_id in loaded.facts:
             # Later alerts of the batch fold this one's fact, as a query would find it.
             loaded.facts[episode_id].append((alert.id, row["episode_fact"]))
