@@ -37,6 +37,7 @@ __all__ = [
     "current_revision",
     "downgrade",
     "engine_from_settings",
+    "gate_if_free",
     "make_engine",
     "make_sessionmaker",
     "migrate",
@@ -53,6 +54,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 #: How long a SQLite writer waits for the write lock before giving up, in milliseconds.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Pages of write-ahead log after which a SQLite writer checkpoints it itself, in its
+#: commit (SQLite's default is 1,000): a safety net behind ``WalCheckpoints``.
+SQLITE_AUTOCHECKPOINT_PAGES = 16_384
 #: Seconds to wait for a PostgreSQL connection.
 PG_CONNECT_TIMEOUT_S = 10
 #: Advisory lock key that serialises concurrent ``migrate`` calls on PostgreSQL ("mash").
@@ -112,6 +116,10 @@ def _sqlite_engine(url: URL, echo: bool) -> Engine:
                 # WAL: readers never block the writer; the write lock serialises writers
                 # (which is what keeps the audit chain linear on SQLite).
                 cursor.execute("PRAGMA journal_mode = WAL")
+                # Checkpoints are a background thread's work where the service runs
+                # (``WalCheckpoints``); a writer checkpoints itself only past this many
+                # pages of log (a process without that thread: the CLI, the tests).
+                cursor.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_AUTOCHECKPOINT_PAGES}")
         finally:
             cursor.close()
 
@@ -196,9 +204,9 @@ class WriteGate:
     ``gate.enter()``, write; the transaction ends before the gate opens.
     """
 
-    def __init__(self, lock: _GateLock | None) -> None:
+    def __init__(self, lock: _GateLock | None, *, held: bool = False) -> None:
         self._lock = lock
-        self._held = False
+        self._held = held
 
     def enter(self) -> None:
         """Wait for the gate (no-op if already held or not SQLite)."""
@@ -274,6 +282,28 @@ class _GateLock:
             self._waited += self._since - asked
         self._depth += 1
 
+    def try_acquire(self) -> bool:
+        """Take the gate only if no other thread or process holds it; True if taken."""
+        asked = time.perf_counter()
+        if not self._thread_lock.acquire(blocking=False):
+            return False
+        if self._depth == 0 and self._path is not None:
+            try:
+                if self._file is None:
+                    self._file = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._thread_lock.release()
+                return False
+            except BaseException:
+                self._thread_lock.release()
+                raise
+        if self._depth == 0:
+            self._since = time.perf_counter()
+            self._waited += self._since - asked
+        self._depth += 1
+        return True
+
     def release(self) -> None:
         self._depth -= 1
         if self._depth == 0:
@@ -314,6 +344,19 @@ def _gate_lock(bind: Engine | sessionmaker[Session]) -> _GateLock | None:
 def write_gate(bind: Engine | sessionmaker[Session]) -> WriteGate:
     """The write gate of ``bind``'s database (see ``WriteGate``)."""
     return WriteGate(_gate_lock(bind))
+
+
+def gate_if_free(bind: Engine | sessionmaker[Session]) -> WriteGate | None:
+    """``bind``'s write gate, entered, if it was free (no other thread or process of the
+    service held it); None if it was not, or the database has none (PostgreSQL).
+
+    A batch that gets it can run where it is, knowing it will not wait for another
+    writer (``broker.batching.Batcher``'s ``inline``); the caller leaves it (``with``).
+    """
+    lock = _gate_lock(bind)
+    if lock is None or not lock.try_acquire():
+        return None
+    return WriteGate(lock, held=True)
 
 
 def write_gate_stats(bind: Engine | sessionmaker[Session]) -> GateStats | None:

@@ -35,6 +35,7 @@ from broker.outbox import OutboxRelay
 from broker.preparers import PrepareProcesses
 from broker.service import Service
 from broker.topology import ensure_topology
+from broker.walcheckpoints import hold_wal_checkpoints, release_wal_checkpoints
 
 __all__ = ["ALL_PARTS", "Runtime", "audit_public_keys"]
 
@@ -110,10 +111,13 @@ class Runtime:
         #: With ``amqp.prepare_processes`` or ``api.prepare_processes``: the prepare
         #: processes of this process's parts (ingest workers, intake, HTTP API), one set.
         self.preparers: PrepareProcesses | None = None
+        self._wal_held = False
 
     async def start(self) -> None:
         """Declare the topology, then start each part and wait until its consumers listen."""
         await self._declare_topology()
+        hold_wal_checkpoints(self.service.engine)  # the writers' log, off their commits
+        self._wal_held = True
         amqp = self.service.settings.amqp
         wanted = self._prepare_processes_wanted()
         if wanted > 0:
@@ -202,6 +206,9 @@ class Runtime:
             await self._publisher.close()
         if self.preparers is not None:
             await self.preparers.aclose()
+        if self._wal_held:
+            await asyncio.to_thread(release_wal_checkpoints, self.service.engine)
+            self._wal_held = False
         _log.info("service_stopped")
 
     async def __aenter__(self) -> Runtime:

@@ -29,7 +29,7 @@ from broker.api.metrics import ApiMetrics
 from broker.api.ratelimit import RateLimiter
 from broker.audit import AuditKind
 from broker.batching import Batcher
-from broker.db import DbReplayStore, session_scope
+from broker.db import DbReplayStore, gate_if_free, session_scope
 from broker.exceptions import BrokerError, ReplayDetected
 from broker.logging import get_logger
 from broker.messaging import AMQP_ERRORS, connect
@@ -38,6 +38,7 @@ from broker.preparers import PrepareProcessDied, PrepareProcesses
 from broker.replay import MemoryReplayStore
 from broker.service import Service
 from broker.settings import ApiSettings
+from broker.walcheckpoints import hold_wal_checkpoints, release_wal_checkpoints
 
 __all__ = [
     "AMQP_PROBE_SECONDS",
@@ -115,6 +116,8 @@ class ApiContext:
     asyncapi: dict[str, Any] | None = None
     _amqp: AbstractConnection | None = field(default=None, repr=False)
     _amqp_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    #: Whether ``start`` asked for the database's background WAL checkpoints.
+    _wal_held: bool = field(default=False, repr=False)
 
     @classmethod
     def build(
@@ -164,6 +167,7 @@ class ApiContext:
                 functools.partial(ingestor.store_isolated, label="http ingest"),
                 max_size=INGEST_BATCH_MAX,
                 name="http ingest",
+                inline=functools.partial(gate_if_free, service.sessions),
             ),
             idempotency=IdempotencyStore(
                 service.sessions, ttl=timedelta(seconds=api.idempotency_ttl_seconds)
@@ -271,13 +275,20 @@ class ApiContext:
 
     async def start(self) -> None:
         """Start what the API needs before its first request: the prepare processes
-        (``api.prepare_processes``), each loaded, so no request waits for one to start."""
+        (``api.prepare_processes``), each loaded, so no request waits for one to start;
+        the database's background WAL checkpoints (``broker.walcheckpoints``)."""
+        if not self._wal_held:
+            hold_wal_checkpoints(self.service.engine)
+            self._wal_held = True
         if self.settings.prepare_processes > 0 and not self._shared_preparers:
             await self._preparers().start()
 
     async def aclose(self) -> None:
         """Close the probe connection; let the ingest threads end."""
         self.ingest_batcher.close()
+        if self._wal_held:
+            await asyncio.to_thread(release_wal_checkpoints, self.service.engine)
+            self._wal_held = False
         self._prepare_threads.shutdown(wait=False)
         if self._prepare_processes is not None and not self._shared_preparers:
             await self._prepare_processes.aclose()

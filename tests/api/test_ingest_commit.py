@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +29,7 @@ from adapters import get_adapter
 from broker.api import create_app
 from broker.api.context import ApiContext
 from broker.api.ratelimit import RateLimiter
-from broker.db import session_scope
+from broker.db import session_scope, write_gate
 from broker.models import (
     AuditEntry,
     AuditKind,
@@ -199,6 +200,54 @@ async def test_requests_submitted_together_share_one_commit(
     assert all(r.event_ids and not (r.replayed or r.duplicate) for r in results)
     assert _count(service, RawMessage) == 6
     assert all(_remembered(service, f"ca:test-{n}") for n in range(6))
+
+
+async def test_the_store_runs_on_the_event_loop_only_while_sqlites_gate_is_free(
+    http: httpx.AsyncClient, service: Service, assertion: AssertionMaker
+) -> None:
+    committed_by: list[threading.Thread] = []
+
+    def on_commit(_connection: Any) -> None:
+        committed_by.append(threading.current_thread())
+
+    loop_thread = threading.current_thread()
+    sa.event.listen(service.engine, "commit", on_commit)
+    try:
+        answer = await http.post(POLICE, content=_police(1), headers=_auth(assertion()))
+        assert answer.status_code == 202, answer.text
+        sqlite = service.engine.dialect.name == "sqlite"
+        assert (committed_by[-1] is loop_thread) == sqlite
+        if not sqlite:
+            return
+        # Another writer holds the gate: the batch waits for it in the batcher's thread,
+        # and the API goes on answering meanwhile.
+        taken, go_on = threading.Event(), threading.Event()
+
+        def other_writer() -> None:
+            with write_gate(service.engine) as gate:
+                gate.enter()
+                taken.set()
+                go_on.wait(10)
+
+        writer = threading.Thread(target=other_writer)
+        writer.start()
+        assert taken.wait(5)
+        try:
+            ingest = asyncio.create_task(
+                http.post(POLICE, content=_police(2), headers=_auth(assertion()))
+            )
+            await asyncio.sleep(0.2)
+            health = await asyncio.wait_for(http.get("/healthz"), 5)
+            assert health.status_code == 200
+            assert not ingest.done()
+        finally:
+            go_on.set()
+        answer = await asyncio.wait_for(ingest, 10)
+        writer.join(5)
+        assert answer.status_code == 202, answer.text
+        assert committed_by[-1] is not loop_thread
+    finally:
+        sa.event.remove(service.engine, "commit", on_commit)
 
 
 # --------------------------------------------------------------------------- replays

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
 from broker.batching import Batcher
+
+#: A request's context variable, as the API's log fields are.
+_REQUEST: contextvars.ContextVar[str | None] = contextvars.ContextVar("request", default=None)
 
 
 class Recorder:
@@ -107,3 +112,67 @@ async def test_a_caller_that_gave_up_before_its_batch_is_not_processed() -> None
 def test_max_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_size"):
         Batcher(lambda items: [], max_size=0)
+
+
+class Gate:
+    """An ``inline`` stand-in: gives a held context while ``free``, counting entries."""
+
+    def __init__(self, free: bool) -> None:
+        self.free = free
+        self.entered = 0
+        self.exited = 0
+
+    def __call__(self) -> contextlib.AbstractContextManager[object] | None:
+        return self._held() if self.free else None
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        self.entered += 1
+        try:
+            yield
+        finally:
+            self.exited += 1
+
+
+async def test_a_batch_runs_on_the_loop_inside_the_gate_when_it_is_free() -> None:
+    threads: list[threading.Thread] = []
+
+    def work(items: Sequence[int]) -> list[int | BaseException]:
+        threads.append(threading.current_thread())
+        return [i + 1 for i in items]
+
+    gate = Gate(free=True)
+    batcher: Batcher[int, int] = Batcher(work, name="test", inline=gate)
+    assert await batcher.submit(1) == 2
+    assert threads == [threading.current_thread()]
+    assert (gate.entered, gate.exited) == (1, 1)
+    # Taken by another writer: the batch goes to the batcher's thread and waits there.
+    gate.free = False
+    assert await batcher.submit(2) == 3
+    assert threads[1] is not threading.current_thread()
+    assert (gate.entered, gate.exited) == (1, 1)
+    batcher.close()
+
+
+async def test_a_batch_that_fails_on_the_loop_lets_the_gate_go_and_tells_its_callers() -> None:
+    def broken(items: Sequence[int]) -> list[int | BaseException]:
+        raise RuntimeError("database gone")
+
+    gate = Gate(free=True)
+    batcher: Batcher[int, int] = Batcher(broken, name="test", inline=gate)
+    with pytest.raises(RuntimeError, match="database gone"):
+        await batcher.submit(1)
+    assert (gate.entered, gate.exited) == (1, 1)
+
+
+async def test_a_batch_does_not_run_under_the_context_of_whoever_started_it() -> None:
+    seen: list[object] = []
+
+    def work(items: Sequence[int]) -> list[int | BaseException]:
+        seen.append(_REQUEST.get())
+        return list(items)
+
+    batcher: Batcher[int, int] = Batcher(work, name="test", inline=Gate(free=True))
+    _REQUEST.set("request-1")
+    await batcher.submit(1)
+    assert seen == [None]

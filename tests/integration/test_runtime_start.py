@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from broker import runtime as runtime_module
@@ -53,3 +55,22 @@ async def test_a_refused_declaration_fails_at_once(
     with pytest.raises(ConfigurationError):
         await Runtime(service, []).start()
     assert len(calls) == 1
+
+
+async def test_a_running_service_checkpoints_sqlites_log_in_a_thread_of_its_own(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def declared(settings: object, topology: Topology) -> None:
+        return None
+
+    def checkpoint_threads() -> int:
+        return sum(t.name == "sqlite wal checkpoints" for t in threading.enumerate())
+
+    monkeypatch.setattr(runtime_module, "ensure_topology", declared)
+    runtime = Runtime(service, [])
+    await runtime.start()
+    try:
+        assert checkpoint_threads() == (1 if service.engine.dialect.name == "sqlite" else 0)
+    finally:
+        await runtime.stop()
+    assert checkpoint_threads() == 0

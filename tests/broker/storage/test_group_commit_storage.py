@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from broker import db, outbox
 from broker.db import (
     GateStats,
+    gate_if_free,
     make_engine,
     make_sessionmaker,
     remember_jti,
@@ -309,3 +310,56 @@ def test_an_in_memory_database_has_a_gate_but_no_lock_file(
     finally:
         engine.dispose()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_gate_is_given_only_when_no_other_writer_holds_it(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'free.db'}")
+    lock_file = tmp_path / "free.db-gate"
+    try:
+        held = gate_if_free(engine)
+        assert held is not None
+        with held:
+            # Held: another thread of this process does not get it...
+            others: list[object] = []
+            thread = threading.Thread(target=lambda: others.append(gate_if_free(engine)))
+            thread.start()
+            thread.join(5)
+            assert others == [None]
+            # ...nor another process (its own open file description of the lock file).
+            probe = os.open(lock_file, os.O_RDWR)
+            try:
+                with pytest.raises(BlockingIOError):
+                    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            finally:
+                os.close(probe)
+            # Its own thread may take it again, as a batch's writer does inside it.
+            with write_gate(engine) as inner:
+                inner.enter()
+        stats = write_gate_stats(engine)
+        assert stats is not None
+        assert stats.transactions == 1
+        # Let go: free for the next writer; and a lock another process holds means None.
+        again = gate_if_free(engine)
+        assert again is not None
+        with again:
+            pass
+        other = os.open(lock_file, os.O_RDWR)
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX)
+            assert gate_if_free(engine) is None
+        finally:
+            os.close(other)
+        after = gate_if_free(engine)
+        assert after is not None
+        with after:
+            pass
+    finally:
+        engine.dispose()
+
+
+def test_postgresql_has_no_gate_to_give() -> None:
+    engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    try:
+        assert gate_if_free(engine) is None
+    finally:
+        engine.dispose()
