@@ -2,21 +2,23 @@
 
 In WAL mode every commit appends to the log, and the writer whose commit takes the log
 past ``wal_autocheckpoint`` pages copies it back into the database file there and then,
-inside its commit. With SQLite's default of 1,000 pages that was every half second at 200
-HTTP requests a second, and each such commit took 5-10 ms instead of 1.7 (the requests of
-its batch, and everything queued behind it at the write gate, waited that long:
-docs/performance.md). Here a thread of the service checkpoints the log every
-``every`` seconds without taking the write lock (``PASSIVE``: it copies what no reader
-still needs, while the writers go on). The writers' own checkpoint stays as a safety net,
-far out (``broker.db.SQLITE_AUTOCHECKPOINT_PAGES``), for processes without the thread.
+inside its commit. With SQLite's default of 1,000 pages that was several times a second at
+200 HTTP requests a second (a request's commit writes about 40 pages), and the HTTP API's
+store batches' 99th percentile was 7.5 ms against 3.4 without it (docs/performance.md).
+Here a thread of the service checkpoints the log every ``every`` seconds without taking
+the write lock (``PASSIVE``: it copies what no reader still needs, while the writers go
+on). The writers' own checkpoint stays as a safety net, far out
+(``broker.db.SQLITE_AUTOCHECKPOINT_PAGES``), for processes without the thread.
 
-A passive checkpoint never makes the log start again from its beginning; SQLite does that
-at a writer's next transaction once the whole log has been copied. Under steady writes
-the log can keep growing, so when it holds ``restart_pages`` the thread takes the write
-gate and checkpoints with ``RESTART`` (the writers wait for that one, rarely).
+A passive checkpoint does not make the log start again from its beginning; a writer does
+that only if it finds the whole log copied, and under steady writes some land during every
+checkpoint. So once the log holds ``restart_pages``, the thread follows its passive
+checkpoint with a ``RESTART`` one under the write gate: little is left to copy by then,
+and the writers wait a millisecond or so, about once a second at 200 requests a second.
 
-One thread per database and process, however many parts ask for it (``hold``); on
-PostgreSQL, or an in-memory SQLite database, there is nothing to do.
+One thread per database and process, however many parts ask for it
+(``hold_wal_checkpoints``); on PostgreSQL, or an in-memory SQLite database, there is
+nothing to do.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ import threading
 import weakref
 from dataclasses import dataclass
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from broker.db import write_gate
+from broker.db import SQLITE_BUSY_TIMEOUT_MS, write_gate
 from broker.logging import get_logger
 
 __all__ = [
@@ -42,7 +44,9 @@ _log = get_logger("db")
 #: Seconds between background checkpoints.
 EVERY_SECONDS = 0.5
 #: Pages of log at which the thread restarts it from its beginning, under the write gate.
-RESTART_PAGES = 8_192
+RESTART_PAGES = 4_096
+#: Milliseconds the restarting checkpoint waits for readers on older pages of the log.
+RESTART_PATIENCE_MS = 50
 
 
 @dataclass(frozen=True)
@@ -97,20 +101,31 @@ class WalCheckpoints:
             self._thread = None
 
     def checkpoint(self) -> CheckpointResult:
-        """One passive checkpoint; a restarting one under the write gate if the log has
-        grown to ``restart_pages``."""
-        result = self._pragma("PASSIVE")
-        if result.log_pages >= self._restart_pages:
-            with write_gate(self._engine) as gate:
-                gate.enter()
-                result = self._pragma("RESTART")
-            _log.info("wal_restarted", log_pages=result.log_pages, copied_pages=result.copied_pages)
-        return result
+        """One passive checkpoint; then, if the log holds ``restart_pages``, a restarting
+        one under the write gate (it has little left to copy: what was written during the
+        passive one).
 
-    def _pragma(self, mode: str) -> CheckpointResult:
+        The restarting checkpoint waits for readers still on the log's older pages only
+        ``RESTART_PATIENCE_MS`` (not the writers' 30 s), so a long read (an audit
+        verification, a report) cannot keep the gate shut: it is tried again next time.
+        """
         with self._engine.connect() as connection:
-            row = connection.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").one()
-        return CheckpointResult(busy=bool(row[0]), log_pages=row[1], copied_pages=row[2])
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {RESTART_PATIENCE_MS}")
+            try:
+                result = _wal_checkpoint(connection, "PASSIVE")
+                if result.log_pages >= self._restart_pages:
+                    with write_gate(self._engine) as gate:
+                        gate.enter()
+                        result = _wal_checkpoint(connection, "RESTART")
+                    _log.info(
+                        "wal_restarted",
+                        busy=result.busy,
+                        log_pages=result.log_pages,
+                        copied_pages=result.copied_pages,
+                    )
+            finally:
+                connection.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        return result
 
     def _run(self) -> None:
         while not self._stop.wait(self._every):
@@ -118,6 +133,11 @@ class WalCheckpoints:
                 self.checkpoint()
             except Exception as exc:  # noqa: BLE001 - tried again next time; writers are the net
                 _log.warning("wal_checkpoint_failed", error=type(exc).__name__)
+
+
+def _wal_checkpoint(connection: Connection, mode: str) -> CheckpointResult:
+    row = connection.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").one()
+    return CheckpointResult(busy=bool(row[0]), log_pages=row[1], copied_pages=row[2])
 
 
 _HELD: weakref.WeakKeyDictionary[Engine, tuple[WalCheckpoints, int]] = weakref.WeakKeyDictionary()

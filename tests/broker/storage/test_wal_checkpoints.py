@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from broker.db import SQLITE_AUTOCHECKPOINT_PAGES, make_engine, write_gate
+from broker.db import SQLITE_AUTOCHECKPOINT_PAGES, gate_if_free, make_engine, write_gate
 from broker.walcheckpoints import (
     WalCheckpoints,
     hold_wal_checkpoints,
@@ -101,6 +101,32 @@ def test_a_log_grown_to_the_limit_is_restarted_under_the_write_gate(engine: Engi
     finally:
         thread.join(5)
     assert _rows_in_the_database_file(engine) == 10
+
+
+def test_a_long_reader_does_not_keep_the_write_gate_shut(engine: Engine) -> None:
+    _write(engine, 10)
+    reader = sqlite3.connect(str(engine.url.database), isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM item").fetchone() == (10,)
+        _write(engine, 10)  # log pages the reader's snapshot still needs
+        started = time.perf_counter()
+        result = WalCheckpoints(engine, restart_pages=1).checkpoint()
+        waited = time.perf_counter() - started
+        # The restart could not wait the reader out, and gave up in its patience, not the
+        # writers' 30 s; the gate is open again for the writers.
+        assert result.busy
+        assert waited < 2
+        free = gate_if_free(engine)
+        assert free is not None
+        with free:
+            pass
+    finally:
+        reader.close()
+    # Once the reader has gone, the next one copies everything.
+    result = WalCheckpoints(engine, restart_pages=1).checkpoint()
+    assert not result.busy
+    assert _rows_in_the_database_file(engine) == 20
 
 
 def test_the_thread_checkpoints_as_writers_write(engine: Engine) -> None:
