@@ -54,9 +54,11 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 #: How long a SQLite writer waits for the write lock before giving up, in milliseconds.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-#: Pages of write-ahead log after which a SQLite writer checkpoints it itself, in its
-#: commit (SQLite's default is 1,000): a safety net behind ``WalCheckpoints``.
-SQLITE_AUTOCHECKPOINT_PAGES = 16_384
+#: Pages of write-ahead log past which a SQLite writer checkpoints it in its commit
+#: (SQLite's default is 1,000). Where the service runs, a background thread has copied
+#: most of it by then (``broker.walcheckpoints``): the writer copies the rest, and the log
+#: starts again from its beginning.
+SQLITE_AUTOCHECKPOINT_PAGES = 4_096
 #: Seconds to wait for a PostgreSQL connection.
 PG_CONNECT_TIMEOUT_S = 10
 #: Advisory lock key that serialises concurrent ``migrate`` calls on PostgreSQL ("mash").
@@ -116,9 +118,8 @@ def _sqlite_engine(url: URL, echo: bool) -> Engine:
                 # WAL: readers never block the writer; the write lock serialises writers
                 # (which is what keeps the audit chain linear on SQLite).
                 cursor.execute("PRAGMA journal_mode = WAL")
-                # Checkpoints are a background thread's work where the service runs
-                # (``WalCheckpoints``); a writer checkpoints itself only past this many
-                # pages of log (a process without that thread: the CLI, the tests).
+                # Checkpoints are mostly a background thread's work where the service
+                # runs (``broker.walcheckpoints``); a writer checkpoints past this size.
                 cursor.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_AUTOCHECKPOINT_PAGES}")
         finally:
             cursor.close()

@@ -1,20 +1,23 @@
 """SQLite's write-ahead log checkpointed by a background thread, not by the writers.
 
 In WAL mode every commit appends to the log, and the writer whose commit takes the log
-past ``wal_autocheckpoint`` pages copies it back into the database file there and then,
-inside its commit. With SQLite's default of 1,000 pages that was several times a second at
-200 HTTP requests a second (a request's commit writes about 40 pages), and the HTTP API's
-store batches' 99th percentile was 7.5 ms against 3.4 without it (docs/performance.md).
-Here a thread of the service checkpoints the log every ``every`` seconds without taking
-the write lock (``PASSIVE``: it copies what no reader still needs, while the writers go
-on). The writers' own checkpoint stays as a safety net, far out
-(``broker.db.SQLITE_AUTOCHECKPOINT_PAGES``), for processes without the thread.
+past ``wal_autocheckpoint`` pages copies what is not yet copied back into the database
+file, there and then, inside its commit. With SQLite's default of 1,000 pages that was
+several times a second at 200 HTTP requests a second (a request's commit writes about 40
+pages), and the HTTP API's store batches' 99th percentile was 7.5 ms against 3.4 without
+it (docs/performance.md). Here a thread of the service checkpoints the log every
+``every`` seconds without taking the write lock (``PASSIVE``: it copies what no reader
+still needs, while the writers go on), so the bulk of the copying is off the writers'
+path.
 
-A passive checkpoint does not make the log start again from its beginning; a writer does
-that only if it finds the whole log copied, and under steady writes some land during every
-checkpoint. So once the log holds ``restart_pages``, the thread follows its passive
-checkpoint with a ``RESTART`` one under the write gate: little is left to copy by then,
-and the writers wait a millisecond or so, about once a second at 200 requests a second.
+The writers' own checkpoint stays, further out (``broker.db.SQLITE_AUTOCHECKPOINT_PAGES``):
+a writer starts the log again from its beginning only if it finds all of it copied, and
+under steady writes some land during every background checkpoint. The writer whose commit
+passes that size copies the little the thread has not (a twentieth of a second's writes)
+and the next one starts the log again; without the thread (the CLI, the tests) the writers
+do it all, as SQLite does by default. The thread takes no gate and waits for no reader:
+copying under the write gate from a thread measured 10-12 ms a time, that thread waiting
+for the interpreter lock at each SQLite call while the event loop held it.
 
 One thread per database and process, however many parts ask for it
 (``hold_wal_checkpoints``); on PostgreSQL, or an in-memory SQLite database, there is
@@ -27,9 +30,8 @@ import threading
 import weakref
 from dataclasses import dataclass
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from broker.db import SQLITE_BUSY_TIMEOUT_MS, write_gate
 from broker.logging import get_logger
 
 __all__ = [
@@ -42,11 +44,7 @@ __all__ = [
 _log = get_logger("db")
 
 #: Seconds between background checkpoints.
-EVERY_SECONDS = 0.5
-#: Pages of log at which the thread restarts it from its beginning, under the write gate.
-RESTART_PAGES = 4_096
-#: Milliseconds the restarting checkpoint waits for readers on older pages of the log.
-RESTART_PATIENCE_MS = 50
+EVERY_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -64,12 +62,9 @@ class CheckpointResult:
 class WalCheckpoints:
     """A thread that checkpoints one SQLite database's log (see the module's docstring)."""
 
-    def __init__(
-        self, engine: Engine, *, every: float = EVERY_SECONDS, restart_pages: int = RESTART_PAGES
-    ) -> None:
+    def __init__(self, engine: Engine, *, every: float = EVERY_SECONDS) -> None:
         self._engine = engine
         self._every = every
-        self._restart_pages = restart_pages
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -101,31 +96,10 @@ class WalCheckpoints:
             self._thread = None
 
     def checkpoint(self) -> CheckpointResult:
-        """One passive checkpoint; then, if the log holds ``restart_pages``, a restarting
-        one under the write gate (it has little left to copy: what was written during the
-        passive one).
-
-        The restarting checkpoint waits for readers still on the log's older pages only
-        ``RESTART_PATIENCE_MS`` (not the writers' 30 s), so a long read (an audit
-        verification, a report) cannot keep the gate shut: it is tried again next time.
-        """
+        """One passive checkpoint: what no reader still needs is copied; waits for nobody."""
         with self._engine.connect() as connection:
-            connection.exec_driver_sql(f"PRAGMA busy_timeout = {RESTART_PATIENCE_MS}")
-            try:
-                result = _wal_checkpoint(connection, "PASSIVE")
-                if result.log_pages >= self._restart_pages:
-                    with write_gate(self._engine) as gate:
-                        gate.enter()
-                        result = _wal_checkpoint(connection, "RESTART")
-                    _log.info(
-                        "wal_restarted",
-                        busy=result.busy,
-                        log_pages=result.log_pages,
-                        copied_pages=result.copied_pages,
-                    )
-            finally:
-                connection.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        return result
+            row = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        return CheckpointResult(busy=bool(row[0]), log_pages=row[1], copied_pages=row[2])
 
     def _run(self) -> None:
         while not self._stop.wait(self._every):
@@ -133,11 +107,6 @@ class WalCheckpoints:
                 self.checkpoint()
             except Exception as exc:  # noqa: BLE001 - tried again next time; writers are the net
                 _log.warning("wal_checkpoint_failed", error=type(exc).__name__)
-
-
-def _wal_checkpoint(connection: Connection, mode: str) -> CheckpointResult:
-    row = connection.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").one()
-    return CheckpointResult(busy=bool(row[0]), log_pages=row[1], copied_pages=row[2])
 
 
 _HELD: weakref.WeakKeyDictionary[Engine, tuple[WalCheckpoints, int]] = weakref.WeakKeyDictionary()
