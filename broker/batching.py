@@ -148,8 +148,16 @@ class Batcher(Generic[T, R]):
 
     async def _outcomes(self, items: list[T]) -> Sequence[R | BaseException]:
         """``work`` over the batch: on the loop if ``inline`` gives a held gate, else in
-        the batcher's thread."""
-        held = self._inline() if self._inline is not None else None
+        the batcher's thread (also if asking for the gate failed: the batch meets the
+        failure, if it lasts, where it takes the gate itself)."""
+        held = None
+        if self._inline is not None:
+            try:
+                held = self._inline()
+            except Exception as exc:  # noqa: BLE001 - the thread's way is always open
+                _log.warning(
+                    "batch_inline_unavailable", batcher=self._name, error=type(exc).__name__
+                )
         if held is None:
             return await asyncio.get_running_loop().run_in_executor(self._thread, self._work, items)
         with held:

@@ -176,3 +176,20 @@ async def test_a_batch_does_not_run_under_the_context_of_whoever_started_it() ->
     _REQUEST.set("request-1")
     await batcher.submit(1)
     assert seen == [None]
+
+
+async def test_a_gate_that_cannot_be_asked_for_sends_the_batch_to_the_thread() -> None:
+    threads: list[threading.Thread] = []
+
+    def work(items: Sequence[int]) -> list[int | BaseException]:
+        threads.append(threading.current_thread())
+        return list(items)
+
+    def broken() -> contextlib.AbstractContextManager[object] | None:
+        raise OSError("lock file unavailable")
+
+    batcher: Batcher[int, int] = Batcher(work, name="test", inline=broken)
+    assert await batcher.submit(5) == 5
+    assert len(threads) == 1
+    assert threads[0] is not threading.current_thread()
+    batcher.close()
