@@ -268,37 +268,29 @@ class _GateLock:
             os.close(self._file)
 
     def acquire(self) -> None:
+        """Take the gate, waiting for whoever holds it."""
+        self._take(wait=True)
+
+    def try_acquire(self) -> bool:
+        """Take the gate only if no other thread or process holds it; True if taken."""
+        return self._take(wait=False)
+
+    def _take(self, *, wait: bool) -> bool:
         asked = time.perf_counter()
-        self._thread_lock.acquire()
+        if not self._thread_lock.acquire(blocking=wait):
+            return False
         try:
             if self._depth == 0 and self._path is not None:
                 if self._file is None:
                     self._file = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(self._file, fcntl.LOCK_EX)  # waits without the interpreter lock
+                # Waiting, it waits without the interpreter lock.
+                fcntl.flock(self._file, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._thread_lock.release()
+            return False
         except BaseException:
             self._thread_lock.release()
             raise
-        if self._depth == 0:
-            self._since = time.perf_counter()
-            self._waited += self._since - asked
-        self._depth += 1
-
-    def try_acquire(self) -> bool:
-        """Take the gate only if no other thread or process holds it; True if taken."""
-        asked = time.perf_counter()
-        if not self._thread_lock.acquire(blocking=False):
-            return False
-        if self._depth == 0 and self._path is not None:
-            try:
-                if self._file is None:
-                    self._file = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self._thread_lock.release()
-                return False
-            except BaseException:
-                self._thread_lock.release()
-                raise
         if self._depth == 0:
             self._since = time.perf_counter()
             self._waited += self._since - asked
