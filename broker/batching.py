@@ -11,12 +11,13 @@ learns its outcome only after ``work`` returned: after the commit.
 A batcher given ``inline`` (the HTTP API's) runs a batch on the event loop itself when
 SQLite's write gate is free: handing it to the thread costs the interpreter lock changing
 hands at every statement while the loop's thread is busy with requests (at 200 requests a
-second the API's batches took 1.7 ms at the median on the loop against 3.1 in the thread,
-and 7.5 ms against 16-28 at the 99th percentile; docs/performance.md). With the gate taken
-first, the batch cannot wait for another writer while the loop is blocked; if another
-writer holds it, or on PostgreSQL (a network round trip a statement), the batch runs in
-the thread. The AMQP consumers' batchers do not: their loop also drives the relay's
-publishing and the deliveries of every queue, and blocking it measured slower.
+second a request's wait for its batch was 1.6-2.0 ms at the median on the loop against
+2.6-3.0 in the thread, and 7-9 ms against 16-22 at the 99th percentile; see
+docs/performance.md). With the gate taken first, the batch cannot wait for another writer
+while the loop is blocked; if another writer holds it, or on PostgreSQL (a network round
+trip a statement), the batch runs in the thread. The AMQP consumers' batchers do not:
+their loop also drives the relay's publishing and the deliveries of every queue, and
+blocking it measured slower.
 """
 
 from __future__ import annotations

@@ -284,7 +284,8 @@ class ApiContext:
             await self._preparers().start()
 
     async def aclose(self) -> None:
-        """Close the probe connection; let the ingest threads end."""
+        """Close the probe connection; let the ingest threads end; let go of the WAL
+        checkpoints ``start`` asked for."""
         self.ingest_batcher.close()
         if self._wal_held:
             await asyncio.to_thread(release_wal_checkpoints, self.service.engine)
