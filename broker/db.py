@@ -8,7 +8,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,11 +40,13 @@ __all__ = [
     "gate_if_free",
     "make_engine",
     "make_sessionmaker",
+    "mark_applied",
     "migrate",
     "normalise_url",
     "remember_jti",
     "remember_jtis",
     "session_scope",
+    "sqlite_database_file",
     "write_gate",
     "write_gate_stats",
 ]
@@ -309,12 +311,21 @@ class _GateLock:
             self._thread_lock.release()
 
 
+def sqlite_database_file(engine: Engine) -> Path | None:
+    """The file of ``engine``'s SQLite database; None for an in-memory one (or a ``file:``
+    URI) and for PostgreSQL."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    return Path(database)
+
+
 def _gate_path(engine: Engine) -> Path | None:
     """The gate's lock file for a SQLite database file; None for an in-memory database."""
-    database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database).with_name(Path(database).name + "-gate")
+    database = sqlite_database_file(engine)
+    return None if database is None else database.with_name(database.name + "-gate")
 
 
 _GATES: weakref.WeakKeyDictionary[Engine, _GateLock] = weakref.WeakKeyDictionary()
@@ -564,6 +575,14 @@ _APPLIED = sa.select(_INBOX.c.message_id).where(
     _INBOX.c.consumer == sa.bindparam("consumer"),
     _INBOX.c.message_id.in_(sa.bindparam("message_ids", expanding=True)),
 )
+_INSERT_INBOX = sa.insert(_INBOX)
+
+
+def mark_applied(connection: Connection, entries: Sequence[Mapping[str, Any]]) -> None:
+    """Add inbox rows (``consumer``, ``message_id``, ``processed_at`` each) in one
+    statement: those messages are applied, in the caller's transaction."""
+    if entries:
+        connection.execute(_INSERT_INBOX, list(entries))
 
 
 def applied_among(

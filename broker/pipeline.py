@@ -17,15 +17,15 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, col
+from sqlmodel import Session, SQLModel
 
 from adapters import AdapterContext, AdapterError, InputTooLarge, Problem, get_adapter
 from broker import envelope
 from broker.audit import AuditKind, AuditLog, AuditRecord, EntryDraft, draft
 from broker.batching import together_else_each
-from broker.db import applied_among, remember_jtis, session_scope, write_gate
+from broker.db import applied_among, mark_applied, remember_jtis, session_scope, write_gate
 from broker.envelope import EnvelopeLimits
 from broker.logging import get_logger
 from broker.models import InboxEntry, OutboxMessage, OutboxStatus, RawMessage, SealedRaw
@@ -41,7 +41,6 @@ _log = get_logger("pipeline")
 
 
 # Core statements, built once: the ORM's bulk-insert path cost more than the inserts.
-_INSERT_INBOX = insert(SQLModel.metadata.tables[InboxEntry.__tablename__])
 _INSERT_RAW = insert(SQLModel.metadata.tables[RawMessage.__tablename__])
 _INSERT_OUTBOX = insert(SQLModel.metadata.tables[OutboxMessage.__tablename__])
 
@@ -351,8 +350,8 @@ class Ingestor:
                 # A few statements for the whole batch, whatever its size; the audit chain's
                 # head row is locked once per transaction.
                 connection = session.connection()
-                connection.execute(
-                    _INSERT_INBOX,
+                mark_applied(
+                    connection,
                     [
                         {
                             "consumer": i.dedup_key[0],
@@ -611,12 +610,7 @@ class Ingestor:
     def _seen(session: Session, adapter_name: str, source: str, digest: str) -> bool:
         """Whether these bytes from this source were processed before; remember them if not."""
         consumer = _inbox_consumer(adapter_name, source)
-        found = session.execute(
-            select(col(InboxEntry.id)).where(
-                col(InboxEntry.consumer) == consumer, col(InboxEntry.message_id) == digest
-            )
-        ).first()
-        if found is not None:
+        if applied_among(session, consumer, [digest]):
             return True
         session.add(InboxEntry(consumer=consumer, message_id=digest))
         session.flush()

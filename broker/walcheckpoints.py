@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from broker.db import sqlite_database_file
 from broker.logging import get_logger
 
 __all__ = [
@@ -72,13 +73,7 @@ class WalCheckpoints:
     def applies_to(engine: Engine) -> bool:
         """Whether ``engine`` is a SQLite database file (in WAL mode, as ``make_engine``
         opens one)."""
-        database = engine.url.database
-        return (
-            engine.dialect.name == "sqlite"
-            and bool(database)
-            and database != ":memory:"
-            and "mode=memory" not in str(engine.url)
-        )
+        return sqlite_database_file(engine) is not None
 
     def start(self) -> None:
         """Start the thread (once)."""

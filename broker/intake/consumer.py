@@ -14,14 +14,21 @@ from sqlmodel import Session, SQLModel
 
 from broker.audit import AuditKind, AuditLog, AuditRecord
 from broker.batching import Batcher, together_else_each
-from broker.db import applied_among, remember_jti, remember_jtis, session_scope, write_gate
+from broker.db import (
+    applied_among,
+    mark_applied,
+    remember_jti,
+    remember_jtis,
+    session_scope,
+    write_gate,
+)
 from broker.exceptions import ReplayDetected, SecurityError, TransportError
 from broker.intake.context import IntakeContext
 from broker.intake.opening import DisclosureOpener, Opened
 from broker.intake.store import IntakeStore, ParsedBatch, log_triaged, triage_batch
 from broker.logging import get_logger
 from broker.messaging import Consumer, ReceivedMessage, RejectMessage, RetryLater
-from broker.models import InboxEntry, MashAlert, new_row
+from broker.models import MashAlert, new_row
 from broker.preparers import PrepareProcessDied, PrepareProcesses
 from broker.service import Service
 from broker.topology import Recipient, RecipientKind, recipient_queue_name
@@ -42,7 +49,6 @@ _STORED_EVENTS = select(_ALERTS.c.event_id).where(
     _ALERTS.c.recipient == bindparam("party"),
     _ALERTS.c.event_id.in_(bindparam("events", expanding=True)),
 )
-_INSERT_INBOX = insert(SQLModel.metadata.tables[InboxEntry.__tablename__])
 _AUDITABLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:|/+-]{0,99}$")
 
 
@@ -317,8 +323,8 @@ class IntakeConsumer:
         if not opened:
             return []
         connection = session.connection()
-        connection.execute(
-            _INSERT_INBOX,
+        mark_applied(
+            connection,
             [
                 {"consumer": self._consumer_name, "message_id": claims.jti, "processed_at": now}
                 for claims, _ in opened
