@@ -482,6 +482,14 @@ def _break_triage_of(monkeypatch: pytest.MonkeyPatch, faulty: UUID) -> None:
     monkeypatch.setattr(IntakeStore, "on_alert", sometimes_broken)
 
 
+def _store_all(intake_service: Service, consumer: IntakeConsumer, events: list[Event]) -> None:
+    """Seal each event for the MASH and store them in one batch; every one is stored."""
+    outcomes = consumer.store_many(
+        [(seal_for_mash(intake_service, event), None) for event in events]
+    )
+    assert outcomes == [StoreOutcome.STORED] * len(events)
+
+
 def test_a_fault_in_one_alert_of_a_batch_leaves_the_others_triaged(
     intake_service: Service,
     consumer: IntakeConsumer,
@@ -492,10 +500,7 @@ def test_a_fault_in_one_alert_of_a_batch_leaves_the_others_triaged(
     events = [reported(f"EP-{n}", utc(2026, 11, 20, 9, n), child(nhs=30 + n)) for n in range(4)]
     faulty = events[2].metadata.event_id
     _break_triage_of(monkeypatch, faulty)
-    outcomes = consumer.store_many(
-        [(seal_for_mash(intake_service, event), None) for event in events]
-    )
-    assert outcomes == [StoreOutcome.STORED] * 4
+    _store_all(intake_service, consumer, events)
     with session_scope(intake_service.sessions) as session:
         triaged = {
             alert.event_id: session.get(IntakeAlert, alert.id) is not None
@@ -523,10 +528,7 @@ def test_alerts_triaged_one_by_one_in_one_transaction_find_what_the_first_wrote(
     ]
     faulty = events[2].metadata.event_id
     _break_triage_of(monkeypatch, faulty)
-    outcomes = consumer.store_many(
-        [(seal_for_mash(intake_service, event), None) for event in events]
-    )
-    assert outcomes == [StoreOutcome.STORED] * 3
+    _store_all(intake_service, consumer, events)
     with session_scope(intake_service.sessions) as session:
         children = list(session.execute(select(IntakeChild)).scalars())
         triage_rows = list(session.execute(select(IntakeAlert)).scalars())
@@ -655,10 +657,7 @@ def test_a_fault_in_parsing_a_batch_costs_its_triage_never_its_storing(
         raise RuntimeError("a bug in parsing")
 
     monkeypatch.setattr(IntakeStore, "parse_batch", broken)
-    outcomes = consumer.store_many(
-        [(seal_for_mash(intake_service, event), None) for event in events]
-    )
-    assert outcomes == [StoreOutcome.STORED] * 3
+    _store_all(intake_service, consumer, events)
     with session_scope(intake_service.sessions) as session:
         triaged = [
             session.get(IntakeAlert, alert.id) is not None
@@ -684,10 +683,7 @@ def test_an_alert_is_parsed_once_before_the_write_lock_whatever_its_batch(
         return parse_event(event)
 
     monkeypatch.setattr("broker.intake.store.parse_event", counted)
-    outcomes = consumer.store_many(
-        [(seal_for_mash(intake_service, event), None) for event in events]
-    )
-    assert outcomes == [StoreOutcome.STORED] * size
+    _store_all(intake_service, consumer, events)
     assert len(parsed) == size
     with session_scope(intake_service.sessions) as session:
         triaged = list(session.execute(select(IntakeAlert)).scalars())
