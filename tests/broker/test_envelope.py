@@ -18,6 +18,7 @@ from broker import envelope
 from broker.exceptions import (
     AlgorithmRefused,
     ClaimsInvalid,
+    ConfigurationError,
     DecryptionFailed,
     PayloadInvalid,
     PayloadTooLarge,
@@ -233,6 +234,34 @@ def test_the_token_is_a_nested_jwt_with_the_documented_headers(world: World) -> 
     assert world.police.signing is not None
     assert sealed.signing_kid == world.police.signing.kid
     assert sealed.expires_at - sealed.issued_at == envelope.DEFAULT_LIMITS.lifetime
+
+
+def test_each_token_has_a_fresh_ephemeral_key_content_key_and_iv(world: World) -> None:
+    # The same claims sealed twice share nothing secret: a reused ephemeral key would give
+    # the same key-encryption key, a reused content key and IV the same GCM key stream.
+    event = example_event(EventType.MISSING_FOUND)
+    first = world.seal(event, jti="same-jti-0000000001")
+    second = world.seal(event, jti="same-jti-0000000001")
+    header_one, header_two = header_of(first.token), header_of(second.token)
+    assert set(header_one) == {"alg", "enc", "cty", "kid", "epk"}
+    assert header_one["epk"]["kty"] == "OKP"
+    assert header_one["epk"]["x"] != header_two["epk"]["x"]
+    one, two = first.token.split("."), second.token.split(".")
+    assert one[1] != two[1]  # the wrapped content key
+    assert one[2] != two[2]  # the IV
+    assert len(base64.urlsafe_b64decode(one[2] + "==")) == 12
+    assert len(base64.urlsafe_b64decode(one[4] + "==")) == 16
+    # joserfc's own decryption (not the broker's checks) opens both; the inner JWS holds
+    # the same claims, so it differs only if the two seals fell in different seconds.
+    private = world.mash.decryption[first.encryption_kid].key
+    opened = [jwe.decrypt_compact(t.token, private).plaintext for t in (first, second)]
+    assert (opened[0] == opened[1]) is (first.issued_at == second.issued_at)
+
+
+def test_sealing_to_a_key_that_is_not_x25519_is_a_configuration_error() -> None:
+    not_x25519 = OKPKey.generate_key("Ed25519")
+    with pytest.raises(ConfigurationError, match="kid=k-1 is not an X25519 key"):
+        envelope._encrypt(b"a.b.c", "k-1", not_x25519)
 
 
 def test_bytes_and_str_tokens_both_open(world: World) -> None:
