@@ -35,6 +35,7 @@ __all__ = [
     "WriteGate",
     "applied_among",
     "current_revision",
+    "delete_expired",
     "downgrade",
     "engine_from_settings",
     "gate_if_free",
@@ -53,6 +54,10 @@ __all__ = [
 
 #: The alembic scripts (``env.py`` and ``versions/``) at the project root.
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+#: Rows ``delete_expired`` removes in one transaction: each holds the write gate for a few
+#: milliseconds, so writers queued behind it are not held up for long.
+EXPIRED_CHUNK_ROWS = 500
 
 #: How long a SQLite writer waits for the write lock before giving up, in milliseconds.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -462,12 +467,58 @@ class DbReplayStore:
             raise TransportError(f"replay store unavailable ({type(exc.orig).__name__})") from exc
 
     def prune(self, now: datetime | None = None) -> int:
-        """Forget ids whose tokens have expired; returns how many were removed."""
-        cutoff = now or self._clock()
+        """Forget ids whose tokens have expired; returns how many were removed.
+
+        Raises:
+            TransportError: the database is unavailable.
+        """
         table = SQLModel.metadata.tables["replay_seen"]
-        with self._engine.begin() as connection:
-            result = connection.execute(sa.delete(table).where(table.c.expires_at < cutoff))
-        return int(result.rowcount)
+        return delete_expired(self._engine, table, now or self._clock())
+
+
+def delete_expired(
+    bind: Engine | sessionmaker[Session],
+    table: sa.Table,
+    cutoff: datetime,
+    *,
+    including_cutoff: bool = False,
+    chunk: int = EXPIRED_CHUNK_ROWS,
+) -> int:
+    """Delete ``table``'s rows whose ``expires_at`` is before ``cutoff``, ``chunk`` at a time.
+
+    Each chunk is a transaction of its own that takes the write gate, so a table that has
+    piled up is emptied in steps between the service's other writers rather than in one
+    transaction that keeps them all waiting (on SQLite, holding its one write lock).
+
+    Args:
+        bind: the database.
+        table: a table with an ``expires_at`` column and a primary key.
+        cutoff: rows expiring before it go (aware UTC).
+        including_cutoff: rows expiring at ``cutoff`` itself go too.
+        chunk: rows a transaction, at most.
+
+    Returns:
+        How many rows were deleted.
+
+    Raises:
+        ValueError: ``chunk`` is under one row.
+        TransportError: the database is unavailable.
+    """
+    if chunk < 1:
+        raise ValueError(f"a chunk must hold at least one row, not {chunk}")
+    key_columns = list(table.primary_key.columns)
+    key = key_columns[0] if len(key_columns) == 1 else sa.tuple_(*key_columns)
+    expires_at = table.c.expires_at
+    expired = expires_at <= cutoff if including_cutoff else expires_at < cutoff
+    statement = sa.delete(table).where(key.in_(sa.select(*key_columns).where(expired).limit(chunk)))
+    deleted = 0
+    while True:
+        with write_gate(bind) as gate, session_scope(bind) as session:
+            gate.enter()
+            count = int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+        deleted += count
+        if count < chunk:
+            return deleted
 
 
 def remember_jti(

@@ -1,4 +1,5 @@
-"""The running service: ingest workers, outbox relay, MASH intake, audit checkpoints, HTTP API.
+"""The running service: ingest workers, outbox relay, MASH intake, audit checkpoints,
+housekeeping, HTTP API.
 
 ``mash-broker run`` starts every part in one process; ``--only`` starts some, so each part
 can scale out on its own (stateless workers over the same database and RabbitMQ).
@@ -21,6 +22,7 @@ from broker.audit import checkpoint_if_due
 from broker.crossborder import CrossBorderReceiver
 from broker.db import session_scope
 from broker.exceptions import ConfigurationError, TransportError
+from broker.housekeeping import forget_expired
 from broker.ingest import IngestWorker
 from broker.intake.consumer import IntakeConsumer
 from broker.logging import get_logger
@@ -40,7 +42,16 @@ from broker.walcheckpoints import hold_wal_checkpoints, release_wal_checkpoints
 __all__ = ["ALL_PARTS", "Runtime", "audit_public_keys"]
 
 #: The parts of the service, in start order.
-ALL_PARTS = ("ingest", "relay", "intake", "xborder", "checkpoints", "redrive", "api")
+ALL_PARTS = (
+    "ingest",
+    "relay",
+    "intake",
+    "xborder",
+    "checkpoints",
+    "redrive",
+    "housekeeping",
+    "api",
+)
 
 #: Seconds a starting part keeps trying to declare the topology before it gives up.
 START_PATIENCE = 120.0
@@ -147,16 +158,24 @@ class Runtime:
             await self._publisher.start()
             self.relay = OutboxRelay(self.service, self._publisher)
             self._spawn(self.relay.run(self._stop), "outbox relay")
-        if "checkpoints" in self.parts:
-            self._spawn(self._checkpoints(), "audit checkpoints")
-        if "redrive" in self.parts and amqp.redrive_interval_seconds and amqp.redrive_max:
-            self._spawn(self._redrive_returned(), "dead-letter re-drive")
+        self._spawn_upkeep()
         for consumer in self.consumers:
             await consumer.wait_ready()
         if "api" in self.parts:
             await self._start_api()
         _freeze_startup_heap()
         _log.info("service_started", parts=",".join(self.parts))
+
+    def _spawn_upkeep(self) -> None:
+        """The periodic parts: audit checkpoints, dead-letter re-drive, housekeeping."""
+        settings = self.service.settings
+        if "checkpoints" in self.parts:
+            self._spawn(self._checkpoints(), "audit checkpoints")
+        amqp = settings.amqp
+        if "redrive" in self.parts and amqp.redrive_interval_seconds and amqp.redrive_max:
+            self._spawn(self._redrive_returned(), "dead-letter re-drive")
+        if "housekeeping" in self.parts and settings.database.housekeeping_interval_seconds:
+            self._spawn(self._housekeeping(), "housekeeping")
 
     def _prepare_processes_wanted(self) -> int:
         """How many prepare processes this process's parts ask for, between them."""
@@ -288,6 +307,26 @@ class Runtime:
             moved = sum(r.moved for r in results)
             if moved:
                 _log.warning("dead_letters_redriven", moved=moved, queues=len(results))
+
+    async def _housekeeping(self) -> None:
+        """Remove expired token ids and idempotency answers now, then every interval."""
+        every = self.service.settings.database.housekeeping_interval_seconds
+        while not self._stop.is_set():
+            try:
+                forgotten = await asyncio.to_thread(forget_expired, self.service)
+            except TransportError as exc:
+                _log.warning("housekeeping_failed", error=exc.code)
+            except Exception:  # noqa: BLE001 - tried again next time
+                _log.exception("housekeeping_failed")
+            else:
+                if forgotten.total:
+                    _log.info(
+                        "expired_forgotten",
+                        replay_ids=forgotten.replay_ids,
+                        idempotency_answers=forgotten.idempotency_answers,
+                    )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=every)
 
     async def _checkpoints(self) -> None:
         while not self._stop.is_set():

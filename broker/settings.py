@@ -53,6 +53,9 @@ class DatabaseSettings(BaseModel):
 
     url: SecretStr = SecretStr("sqlite:///var/mash.db")
     echo: bool = False
+    #: How often ``mash-broker run`` removes expired token ids and idempotency answers
+    #: (``broker.housekeeping``); 0 turns it off.
+    housekeeping_interval_seconds: float = Field(default=600.0, ge=0)
 
 
 class CryptoSettings(BaseModel):

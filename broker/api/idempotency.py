@@ -33,10 +33,10 @@ from enum import StrEnum
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
-from sqlmodel import Session, col
+from sqlmodel import Session, SQLModel, col
 
 from broker.api.tables import IdempotencyRecord
-from broker.db import session_scope
+from broker.db import delete_expired, session_scope
 from broker.exceptions import TransportError
 
 __all__ = [
@@ -195,10 +195,12 @@ class IdempotencyStore:
             return (party, key) in self._orphans
 
     def prune(self, now: datetime | None = None) -> int:
-        """Forget expired answers; returns how many."""
-        cutoff = now or datetime.now(UTC)
-        with session_scope(self._sessions) as session:
-            result = session.execute(
-                delete(IdempotencyRecord).where(col(IdempotencyRecord.expires_at) <= cutoff)
-            )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        """Forget answers and claims that have expired; returns how many.
+
+        Raises:
+            TransportError: the database is unavailable.
+        """
+        table = SQLModel.metadata.tables[IdempotencyRecord.__tablename__]
+        return delete_expired(
+            self._sessions, table, now or datetime.now(UTC), including_cutoff=True
+        )
