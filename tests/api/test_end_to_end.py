@@ -3,13 +3,11 @@ to ``mash-broker run``'s API, and the disclosures arrive in the queues the agree
 
 from __future__ import annotations
 
-import secrets
 import socket
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 import aio_pika
 import httpx
@@ -36,23 +34,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _token_hex_without_long_digit_runs(nbytes: int | None = None) -> str:
-    raw = secrets.token_hex(nbytes)
-    return "".join("f" if i % 9 == 8 else c for i, c in enumerate(raw))
-
-
-@pytest.fixture(autouse=True)
-def _no_nhs_like_token_ids(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Known defect, reported: ``envelope.seal`` makes jtis with ``secrets.token_hex``, and
-    about one in a hundred holds ten digits that pass the NHS check, which the audit log
-    refuses (HTTP 500 here, a retried delivery on AMQP). Until the envelope makes ids that
-    cannot, this test's ids keep digit runs short so that it tests the HTTP path only."""
-    monkeypatch.setattr(
-        "broker.envelope.secrets",
-        SimpleNamespace(token_hex=_token_hex_without_long_digit_runs),
-    )
 
 
 @pytest.fixture

@@ -263,7 +263,10 @@ def _report(done: subprocess.CompletedProcess[str]) -> str:
 def test_atheris_bounded_run(adapter: str, tmp_path: Path) -> None:
     done = _atheris(adapter, f"-runs={DEFAULT_RUNS}", f"-artifact_prefix={tmp_path}/")
     assert done.returncode == 0, _report(done)
-    assert f"Done {DEFAULT_RUNS} runs" in done.stderr, _report(done)
+    # libFuzzer may finish the inputs it has under way past -runs (2,002 was seen).
+    finished = re.search(r"^Done (\d+) runs", done.stderr, re.MULTILINE)
+    assert finished is not None, _report(done)
+    assert int(finished.group(1)) >= DEFAULT_RUNS, _report(done)
     assert not list(tmp_path.iterdir()), "a crash or slow input was saved"
 
 
