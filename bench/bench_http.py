@@ -171,9 +171,19 @@ def _message(n: int) -> bytes:
 
 
 async def drive(
-    base: str, kid: str, key: Ed25519PrivateKey, rate: float, seconds: float
+    base: str,
+    kid: str,
+    key: Ed25519PrivateKey,
+    rate: float,
+    seconds: float,
+    *,
+    idempotency_keys: bool = False,
 ) -> tuple[float, int]:
-    """Send the load; print the figures; return the p99 latency (ms) and the failures."""
+    """Send the load; print the figures; return the p99 latency (ms) and the failures.
+
+    With ``idempotency_keys`` each request carries an ``Idempotency-Key`` of its own, as
+    the partner guide advises (a retry would send it again).
+    """
     total = int(rate * seconds)
     bodies = [_message(n) for n in range(total)]
     path = "/v1/ingest/police"
@@ -192,8 +202,11 @@ async def drive(
             if delay > 0:
                 await asyncio.sleep(delay)
             outcome: int | str
+            headers = _auth(kid, key, base)
+            if idempotency_keys:
+                headers["Idempotency-Key"] = str(uuid.uuid4())
             try:
-                outcome = await http.post(path, bodies[i], _auth(kid, key, base))
+                outcome = await http.post(path, bodies[i], headers)
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
                 outcome = type(exc).__name__
             latencies.append(time.perf_counter() - due)
@@ -375,6 +388,11 @@ def main() -> int:
     parser.add_argument(
         "--prepare-processes", type=int, default=0, help="api.prepare_processes of the server"
     )
+    parser.add_argument(
+        "--idempotency-keys",
+        action="store_true",
+        help="send an Idempotency-Key with each request, as the partner guide advises",
+    )
     parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -412,7 +430,16 @@ def main() -> int:
             _wait_until_up(base)
             before = os.getloadavg()
             cpu_before = _server_cpu_seconds(server.pid)
-            p99, failed = asyncio.run(drive(base, kid, key, args.rate, args.seconds))
+            p99, failed = asyncio.run(
+                drive(
+                    base,
+                    kid,
+                    key,
+                    args.rate,
+                    args.seconds,
+                    idempotency_keys=args.idempotency_keys,
+                )
+            )
             cpu_after = _server_cpu_seconds(server.pid)
             after = os.getloadavg()
         finally:

@@ -14,10 +14,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from sqlalchemy import insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel
 
@@ -35,7 +36,14 @@ from broker.topology import DISCLOSURES_EXCHANGE, disclosure_routing_key
 from schemas import Event, Provenance
 from schemas.common import is_valid_nhs_number
 
-__all__ = ["IngestResult", "Ingestor", "PreparedMessage", "kept_copy", "message_digest"]
+__all__ = [
+    "IngestResult",
+    "Ingestor",
+    "PreparedMessage",
+    "StoreHook",
+    "kept_copy",
+    "message_digest",
+]
 
 _log = get_logger("pipeline")
 
@@ -64,6 +72,9 @@ class IngestResult:
     #: The credential the message came with (``PreparedMessage.replay_token``) had been
     #: used before: nothing was stored, and the request is to be refused as a replay.
     replayed: bool = False
+    #: The message's ``StoreHook`` said another request got there first (the same
+    #: idempotency key, answered meanwhile): nothing was stored.
+    held: bool = False
 
     @property
     def rejected(self) -> bool:
@@ -76,6 +87,23 @@ class _Batch:
     audit: list[AuditRecord] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
     refusals: int = 0
+
+
+class StoreHook(Protocol):
+    """More to read and write in the transaction that stores one prepared message.
+
+    The HTTP API's ``Idempotency-Key``: the key's answer is written with the message's
+    effect, in one commit, and a key answered meanwhile by another request is found under
+    the same write lock.
+    """
+
+    def before(self, connection: Connection) -> bool:
+        """Whether to store the message; False holds it back (its result says ``held``)."""
+        ...
+
+    def after(self, connection: Connection, result: IngestResult) -> None:
+        """Record what storing the message gave (a duplicate too; not a replay)."""
+        ...
 
 
 @dataclass
@@ -100,6 +128,8 @@ class PreparedMessage:
     drafts: list[EntryDraft] = field(default_factory=list)
     batch: _Batch = field(default_factory=_Batch)
     result: IngestResult = field(default_factory=lambda: IngestResult(raw_id=None))
+    #: Set by the caller after preparing, in its own process (never pickled with it).
+    hook: StoreHook | None = None
 
     @property
     def dedup_key(self) -> tuple[str, str]:
@@ -311,7 +341,8 @@ class Ingestor:
         The messages' ``replay_token`` ids are remembered in the same transaction (one
         statement). A message whose id was already remembered, or that comes again within
         the batch, is not stored at all: its result says ``replayed``. Every other
-        message's id is remembered, a duplicate's too.
+        message's id is remembered, a duplicate's too. A message's ``hook`` reads and
+        writes in the same transaction (``StoreHook``).
 
         Returns:
             One result per message, in order, as :meth:`ingest` gives it, or ``replayed``.
@@ -326,12 +357,14 @@ class Ingestor:
         results: list[IngestResult] = []
         stored: list[PreparedMessage] = []
         sessions = self._service.sessions
+        hooked: list[tuple[StoreHook, IngestResult]] = []
         with write_gate(sessions) as gate, session_scope(sessions) as session:
             seen = self._seen_among(session, items)
             gate.enter()
             tokens = [item.replay_token for item in items if item.replay_token is not None]
             # Ids remembered now; each is claimed by its first message below.
             fresh = remember_jtis(session, tokens) if tokens else set()
+            connection = session.connection()
             for item in items:
                 if item.replay_token is not None:
                     token_id = item.replay_token[0]
@@ -339,17 +372,21 @@ class Ingestor:
                         results.append(IngestResult(raw_id=None, replayed=True))
                         continue
                     fresh.discard(token_id)
+                if item.hook is not None and not item.hook.before(connection):
+                    results.append(IngestResult(raw_id=None, held=True))
+                    continue
                 if item.dedup_key in seen:
                     problems = item.error.problems if item.error else ()
                     results.append(IngestResult(raw_id=None, problems=problems, duplicate=True))
-                    continue
-                seen.add(item.dedup_key)
-                stored.append(item)
-                results.append(item.result)
+                else:
+                    seen.add(item.dedup_key)
+                    stored.append(item)
+                    results.append(item.result)
+                if item.hook is not None:
+                    hooked.append((item.hook, results[-1]))
             if stored:
                 # A few statements for the whole batch, whatever its size; the audit chain's
                 # head row is locked once per transaction.
-                connection = session.connection()
                 mark_applied(
                     connection,
                     [
@@ -368,6 +405,8 @@ class Ingestor:
                 self._service.audit.append_many(
                     session, [entry for i in stored for entry in i.drafts]
                 )
+            for hook, result in hooked:
+                hook.after(connection, result)
         for item in stored:
             self._log_stored(item)
         return results
@@ -396,13 +435,15 @@ class Ingestor:
         try:
             return self.store_prepared([item])[0]
         except IntegrityError:
-            # Another worker committed the same message first (the inbox key is unique).
-            if item.replay_token is None:
+            # Another worker committed the same message (the inbox key is unique) or answered
+            # the same idempotency key first.
+            if item.replay_token is None and item.hook is None:
                 return IngestResult(raw_id=None, duplicate=True)
         except Exception as exc:  # noqa: BLE001 - this message's own outcome
             return exc
-        # Its token id must still be remembered: now that the other worker's commit is
-        # visible, the message is recognised as a duplicate and only the id is written.
+        # Its token id must still be remembered (and its hook told): now that the other
+        # worker's commit is visible, the message is recognised as a duplicate (or held) and
+        # only the id is written.
         try:
             return self.store_prepared([item])[0]
         except Exception as exc:  # noqa: BLE001 - this message's own outcome

@@ -9,15 +9,18 @@ Follows the IETF httpapi ``Idempotency-Key`` header draft:
 - the same key with a different request is refused with 422;
 - a retry while the first is still being processed is refused with 409.
 
-Only definite answers (202 accepted, 422 rejected) are kept. When the first attempt fails
-(database unavailable) its claim on the key is dropped, so the retry is processed afresh.
-When the database is gone so that the claim cannot be dropped (or the answer stored),
-the process remembers the claim and drops it first thing when the same key comes again,
-so a partner retrying with its key after an outage is answered, not told 409 for a minute.
-If a process dies between the ingest commit and storing its answer (or the retry reaches
-another process), the claim goes stale after ``STALE_CLAIM``; the retry is then processed
-again, and the pipeline's own de-duplication (identical bytes from the same party) keeps
-that from having an effect.
+The answer is written in the transaction that stores the request's effect (``answer_hook``,
+a ``broker.pipeline.StoreHook``): one commit holds both, so there is no moment at which
+the effect is stored and its answer is not, and a request costs no transaction of its own
+for its key (each was a commit and a disk flush outside the ingest's group commit, and at
+200 requests a second they queued into seconds). Only definite answers (202 accepted, 422
+rejected) are kept; a request that fails stores neither, so its retry is processed afresh.
+
+"Still being processed" is known where it can be: a process remembers the keys of its own
+requests in flight (``begin``/``end``). A retry that reaches another process while the first
+is running is processed too; whichever commits second finds the key answered under the
+write lock (``before``), stores nothing, and is given the stored answer (or 422 for another
+request), so the effect happens once either way.
 """
 
 from __future__ import annotations
@@ -25,23 +28,24 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import sessionmaker
-from sqlmodel import Session, SQLModel, col
+from sqlmodel import Session, SQLModel
 
 from broker.api.tables import IdempotencyRecord
 from broker.db import delete_expired, session_scope
-from broker.exceptions import TransportError
+from broker.pipeline import IngestResult
 
 __all__ = [
     "KEY_PATTERN",
-    "STALE_CLAIM",
+    "AnswerHook",
     "Claim",
     "ClaimState",
     "IdempotencyStore",
@@ -50,8 +54,8 @@ __all__ = [
 
 #: Printable ASCII without spaces, 1-255 characters (UUIDs are the usual choice).
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
-#: A claim with no answer after this long belongs to a request that died.
-STALE_CLAIM = timedelta(seconds=60)
+
+_TABLE = SQLModel.metadata.tables[IdempotencyRecord.__tablename__]
 
 
 def request_digest(adapter: str, body: bytes) -> str:
@@ -60,9 +64,9 @@ def request_digest(adapter: str, body: bytes) -> str:
 
 
 class ClaimState(StrEnum):
-    """What ``IdempotencyStore.claim`` found."""
+    """What looking a key up found."""
 
-    #: The key is new (or its claim was stale): process the request.
+    #: The key is new (or its answer expired): process the request.
     NEW = "new"
     #: A stored answer for the same request: give it again.
     REPLAY = "replay"
@@ -74,133 +78,128 @@ class ClaimState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """The outcome of claiming a key; ``status_code``/``body`` set for a replay."""
+    """The outcome of looking a key up; ``status_code``/``body`` set for a replay."""
 
     state: ClaimState
     status_code: int | None = None
     body: str | None = None
 
 
+def _found(row: tuple[str, int | None, str | None] | None, digest: str) -> Claim:
+    """What a stored row (digest, status, body), if any, says about a request."""
+    if row is None or row[1] is None:
+        # No answer, or a claim row of an earlier version, never answered: not a key in use.
+        return Claim(ClaimState.NEW)
+    if row[0] != digest:
+        return Claim(ClaimState.MISMATCH)
+    return Claim(ClaimState.REPLAY, row[1], row[2])
+
+
+def _lookup(party: str, key: str, now: datetime) -> sa.Select[Any]:
+    return sa.select(_TABLE.c.request_sha256, _TABLE.c.status_code, _TABLE.c.body).where(
+        _TABLE.c.party == party, _TABLE.c.key == key, _TABLE.c.expires_at > now
+    )
+
+
 class IdempotencyStore:
-    """Claims keys, stores answers and forgets them after ``ttl``, in ``idempotency_key``."""
+    """Looks keys up, writes answers with their effects, forgets them after ``ttl``."""
 
     def __init__(self, sessions: sessionmaker[Session], *, ttl: timedelta) -> None:
         """Use ``sessions``; keep answers for ``ttl``."""
         self._sessions = sessions
         self._ttl = ttl
-        # Claims of this process that an outage kept it from dropping: (party, key) ->
-        # when (monotonic). Past STALE_CLAIM the stored claim is taken over anyway.
-        self._orphans: dict[tuple[str, str], float] = {}
+        # This process's requests in flight, by (party, key).
+        self._in_flight: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
-    def claim(self, party: str, key: str, digest: str) -> Claim:
-        """Claim ``key`` for ``party``'s request with ``digest``, or say why not.
+    def look(self, party: str, key: str, digest: str) -> Claim:
+        """What the key's stored answer, if any, says about a request with ``digest``.
 
         Raises:
             TransportError: the database is unavailable.
         """
-        if self._orphaned(party, key):
-            self._drop_unanswered(party, key)
-            with self._lock:
-                self._orphans.pop((party, key), None)
-        now = datetime.now(UTC)
-        for _attempt in range(2):
-            with session_scope(self._sessions) as session:
-                found = session.get(IdempotencyRecord, (party, key))
-                if found is not None and found.expires_at <= now:
-                    session.delete(found)
-                    session.flush()
-                    found = None
-                if found is not None:
-                    return self._existing(session, found, digest, now)
-            try:
-                with session_scope(self._sessions) as session:
-                    session.add(
-                        IdempotencyRecord(
-                            party=party,
-                            key=key,
-                            request_sha256=digest,
-                            created_at=now,
-                            expires_at=now + self._ttl,
-                        )
-                    )
-                return Claim(ClaimState.NEW)
-            except IntegrityError:
-                continue  # a concurrent request claimed it first: look again
-        return Claim(ClaimState.IN_PROGRESS)
-
-    @staticmethod
-    def _existing(session: Session, found: IdempotencyRecord, digest: str, now: datetime) -> Claim:
-        if found.request_sha256 != digest:
-            return Claim(ClaimState.MISMATCH)
-        if found.status_code is not None:
-            return Claim(ClaimState.REPLAY, found.status_code, found.body)
-        if now - found.created_at < STALE_CLAIM:
-            return Claim(ClaimState.IN_PROGRESS)
-        found.created_at = now  # take over the dead request's claim
-        return Claim(ClaimState.NEW)
-
-    def complete(self, party: str, key: str, status_code: int, body: str) -> None:
-        """Store the answer to the claimed request.
-
-        Raises:
-            TransportError: the database is unavailable; the claim is remembered, to be
-                dropped when the key comes again.
-        """
-        try:
-            with session_scope(self._sessions) as session:
-                found = session.get(IdempotencyRecord, (party, key))
-                if found is not None:
-                    found.status_code = status_code
-                    found.body = body
-        except TransportError:
-            self._orphan(party, key)
-            raise
-
-    def release(self, party: str, key: str) -> None:
-        """Drop an unanswered claim (the request failed), so a retry starts afresh.
-
-        Raises:
-            TransportError: the database is unavailable; the claim is remembered, to be
-                dropped when the key comes again.
-        """
-        try:
-            self._drop_unanswered(party, key)
-        except TransportError:
-            self._orphan(party, key)
-            raise
-
-    def _drop_unanswered(self, party: str, key: str) -> None:
         with session_scope(self._sessions) as session:
-            session.execute(
-                delete(IdempotencyRecord).where(
-                    col(IdempotencyRecord.party) == party,
-                    col(IdempotencyRecord.key) == key,
-                    col(IdempotencyRecord.status_code).is_(None),
-                )
-            )
+            row = session.connection().execute(_lookup(party, key, datetime.now(UTC))).first()
+        return _found(None if row is None else (row[0], row[1], row[2]), digest)
 
-    def _orphan(self, party: str, key: str) -> None:
-        now = time.monotonic()
+    def begin(self, party: str, key: str) -> bool:
+        """Mark the key's request in flight in this process; False if one already is."""
         with self._lock:
-            self._orphans[(party, key)] = now
-            # Forget those past staleness (the stored claim is taken over then anyway),
-            # so keys never retried do not pile up.
-            cutoff = now - STALE_CLAIM.total_seconds()
-            for old in [k for k, at in self._orphans.items() if at < cutoff]:
-                del self._orphans[old]
+            if (party, key) in self._in_flight:
+                return False
+            self._in_flight.add((party, key))
+            return True
 
-    def _orphaned(self, party: str, key: str) -> bool:
+    def end(self, party: str, key: str) -> None:
+        """The key's request in this process has its answer (or failed)."""
         with self._lock:
-            return (party, key) in self._orphans
+            self._in_flight.discard((party, key))
+
+    def answer_hook(
+        self,
+        party: str,
+        key: str,
+        digest: str,
+        render: Callable[[IngestResult], tuple[int, str]],
+    ) -> AnswerHook:
+        """The ``StoreHook`` that writes the request's answer (``render``ed from its result)."""
+        return AnswerHook(party, key, digest, render, self._ttl)
 
     def prune(self, now: datetime | None = None) -> int:
-        """Forget answers and claims that have expired; returns how many.
+        """Forget answers that have expired; returns how many.
 
         Raises:
             TransportError: the database is unavailable.
         """
-        table = SQLModel.metadata.tables[IdempotencyRecord.__tablename__]
         return delete_expired(
-            self._sessions, table, now or datetime.now(UTC), including_cutoff=True
+            self._sessions, _TABLE, now or datetime.now(UTC), including_cutoff=True
+        )
+
+
+@dataclass(frozen=True)
+class AnswerHook:
+    """A ``broker.pipeline.StoreHook``: the key's answer, written with the request's effect.
+
+    ``before`` holds the request back if the key was answered meanwhile (by a request in
+    another process) and clears an expired answer; ``after`` writes the answer. Both run in
+    the ingest transaction, under the write lock on SQLite; on PostgreSQL two such inserts
+    racing meet the primary key, the batch is stored again one message at a time, and
+    ``before`` then sees the other's answer.
+    """
+
+    party: str
+    key: str
+    digest: str
+    render: Callable[[IngestResult], tuple[int, str]]
+    ttl: timedelta
+
+    def before(self, connection: Connection) -> bool:
+        """False if the key has an answer already (the request is then told it)."""
+        where = (_TABLE.c.party == self.party, _TABLE.c.key == self.key)
+        row = connection.execute(
+            sa.select(_TABLE.c.status_code, _TABLE.c.expires_at).where(*where)
+        ).first()
+        if row is None:
+            return True
+        if row.status_code is not None and row.expires_at > datetime.now(UTC):
+            return False
+        # An expired answer, or an unanswered claim of an earlier version, gives way.
+        connection.execute(sa.delete(_TABLE).where(*where))
+        return True
+
+    def after(self, connection: Connection, result: IngestResult) -> None:
+        """Store the answer the request is about to be given."""
+        status, body = self.render(result)
+        now = datetime.now(UTC)
+        connection.execute(
+            sa.insert(_TABLE),
+            {
+                "party": self.party,
+                "key": self.key,
+                "request_sha256": self.digest,
+                "status_code": status,
+                "body": body,
+                "created_at": now,
+                "expires_at": now + self.ttl,
+            },
         )

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from adapters import AdapterContext, get_adapter
 from broker.api import create_app
-from broker.api.idempotency import ClaimState, request_digest
+from broker.api.idempotency import AnswerHook, Claim, ClaimState, request_digest
+from broker.api.tables import IdempotencyRecord
 from broker.db import session_scope
 from broker.exceptions import TransportError
 from broker.models import AuditEntry, OutboxMessage, RawMessage
@@ -184,12 +186,101 @@ async def test_idempotency_key_in_progress_is_a_conflict(
 ) -> None:
     raw = _police_sample()
     store = app.state.api.idempotency
-    assert store.claim("tvp-police", "busy", request_digest("police", raw)).state is ClaimState.NEW
+    assert store.begin("tvp-police", "busy")  # its first request is in flight here
     answer = await client.post(
         POLICE, content=raw, headers=_auth(assertion(), **{"Idempotency-Key": "busy"})
     )
     assert answer.status_code == 409
     assert answer.json()["error"] == "idempotency_key_in_use"
+    store.end("tvp-police", "busy")
+    done = await client.post(
+        POLICE, content=raw, headers=_auth(assertion(), **{"Idempotency-Key": "busy"})
+    )
+    assert done.status_code == 202
+
+
+@pytest.mark.parametrize("same_request", [True, False], ids=["same", "other"])
+async def test_a_key_answered_meanwhile_by_another_process_is_found_under_the_lock(
+    client: httpx.AsyncClient,
+    assertion: AssertionMaker,
+    app,
+    monkeypatch: pytest.MonkeyPatch,
+    same_request: bool,
+) -> None:
+    """The look-up found no answer; by the time the store runs, another process's request
+    with the key has committed one. This request stores nothing and is told that answer
+    (or, for another request, that the key was used)."""
+    raw = _police_sample()
+    digest = request_digest("police", raw if same_request else b"another body")
+    answered = '{"status":"accepted","event_ids":[],"duplicate":false}'
+    store = app.state.api.idempotency
+    api_service: Service = app.state.api.service
+    real_look = store.look
+    looks: list[str] = []
+
+    def look_before_the_other_commits(party: str, key: str, wanted: str) -> Claim:
+        looks.append(key)
+        if len(looks) == 1:
+            with api_service.engine.begin() as connection:
+                connection.execute(
+                    insert(IdempotencyRecord),
+                    {
+                        "party": party,
+                        "key": key,
+                        "request_sha256": digest,
+                        "status_code": 202,
+                        "body": answered,
+                        "created_at": datetime.now(UTC),
+                        "expires_at": datetime.now(UTC) + timedelta(hours=1),
+                    },
+                )
+            return Claim(ClaimState.NEW)
+        claim: Claim = real_look(party, key, wanted)
+        return claim
+
+    monkeypatch.setattr(store, "look", look_before_the_other_commits)
+    raws = _count(api_service, RawMessage)
+    answer = await client.post(
+        POLICE, content=raw, headers=_auth(assertion(), **{"Idempotency-Key": "raced"})
+    )
+    assert _count(api_service, RawMessage) == raws
+    assert len(looks) == 2
+    if same_request:
+        assert answer.status_code == 202
+        assert answer.json() == json.loads(answered)
+        assert answer.headers["idempotent-replayed"] == "true"
+    else:
+        assert answer.status_code == 422
+        assert answer.json()["error"] == "idempotency_key_reused"
+
+
+async def test_the_answer_is_committed_with_the_effect_or_not_at_all(
+    client: httpx.AsyncClient,
+    assertion: AssertionMaker,
+    api_service: Service,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The answer is written in the store's transaction: when that transaction fails after
+    writing it, neither the answer nor the effect is left, and the retry is processed."""
+    real_after = AnswerHook.after
+
+    def after_then_fail(hook: AnswerHook, connection: Any, result: Any) -> None:
+        real_after(hook, connection, result)
+        raise TransportError("database unavailable (OperationalError)")
+
+    monkeypatch.setattr(AnswerHook, "after", after_then_fail)
+    raw = _police_sample()
+    headers = {"Idempotency-Key": "all-or-nothing"}
+    failed = await client.post(POLICE, content=raw, headers=_auth(assertion(), **headers))
+    assert failed.status_code == 503
+    assert _count(api_service, RawMessage) == 0
+    assert _count(api_service, IdempotencyRecord) == 0
+    monkeypatch.setattr(AnswerHook, "after", real_after)
+    first = await client.post(POLICE, content=raw, headers=_auth(assertion(), **headers))
+    again = await client.post(POLICE, content=raw, headers=_auth(assertion(), **headers))
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json()
+    assert _count(api_service, IdempotencyRecord) == 1
 
 
 async def test_idempotency_claim_is_released_when_the_database_fails(

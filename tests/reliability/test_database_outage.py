@@ -125,8 +125,8 @@ async def _outage(
         f"down_seconds={down} http_statuses={dict(statuses)} during_outage={dict(during)} "
         f"settle_seconds={settle:.1f} | {figures.line()}"
     )
-    # Never 409: a retry after the outage is processed, though its first attempt's claim on
-    # the Idempotency-Key could not be dropped while the database was down.
+    # Never 409: a retry after the outage is processed; its first attempt, failed by the
+    # outage, stored neither its effect nor an answer for its Idempotency-Key.
     assert set(statuses) <= {202, 503}, statuses
     assert during[503] > 0, "no request met the outage"
 

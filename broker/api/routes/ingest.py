@@ -31,10 +31,10 @@ from broker.api.auth import AccessDenied
 from broker.api.context import ApiContext
 from broker.api.deps import PendingAssertion, get_context, refuse, require_partner_pending
 from broker.api.errors import ERROR_RESPONSES, ErrorBody, ProblemBody, error_response
-from broker.api.idempotency import KEY_PATTERN, ClaimState, request_digest
+from broker.api.idempotency import KEY_PATTERN, Claim, ClaimState, request_digest
 from broker.api.middleware import BodyTooLarge
 from broker.exceptions import BrokerError
-from broker.pipeline import IngestResult
+from broker.pipeline import IngestResult, StoreHook
 
 __all__ = ["IngestAccepted", "router"]
 
@@ -140,8 +140,9 @@ async def _handle(
         )
     raw = await _read_body(request, body_limit_for(context, adapter))
     if idempotency_key is None:
-        status, body = await _ingest(request, context, adapter, raw, pending)
-        return _answer(request, status, body)
+        answer = await _ingest(request, context, adapter, raw, pending)
+        assert answer is not None  # noqa: S101 - only a hook holds a message back
+        return _answer(request, *answer)
     return await _idempotent(
         request, context, adapter=adapter, raw=raw, pending=pending, key=idempotency_key
     )
@@ -162,9 +163,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 async def _ingest(
-    request: Request, context: ApiContext, adapter: str, raw: bytes, pending: PendingAssertion
-) -> tuple[int, str]:
+    request: Request,
+    context: ApiContext,
+    adapter: str,
+    raw: bytes,
+    pending: PendingAssertion,
+    *,
+    hook: StoreHook | None = None,
+) -> tuple[int, str] | None:
     """Run the pipeline; the answer's status and JSON body (errors other than 422 raise).
+
+    Returns:
+        The answer, or None when ``hook`` held the message back (nothing was stored).
 
     Raises:
         CredentialRefused: ``replay`` (audited): the assertion's id was remembered before;
@@ -173,12 +183,20 @@ async def _ingest(
     prepared = await context.prepare(
         adapter, raw, pending.identity.party, pending.checked.replay_token
     )
+    prepared.hook = hook
     result: IngestResult = await context.ingest_batcher.submit(prepared)
     if result.replayed:
         raise await pending.refuse_replay(request)
     pending.remembered_in_transaction()
+    if result.held:
+        return None
     if result.disclosures and context.on_stored is not None:
         context.on_stored()
+    return _rendered(result)
+
+
+def _rendered(result: IngestResult) -> tuple[int, str]:
+    """The answer to a stored (or recognised duplicate) message: status and JSON body."""
     if result.rejected:
         body = {
             "error": AdapterError.code,
@@ -202,10 +220,34 @@ async def _idempotent(
 ) -> JSONResponse:
     store = context.idempotency
     party = pending.identity.party
-    claim = await asyncio.to_thread(store.claim, party, key, request_digest(adapter, raw))
+    digest = request_digest(adapter, raw)
+    claim = await asyncio.to_thread(store.look, party, key, digest)
+    if claim.state is ClaimState.NEW and not store.begin(party, key):
+        claim = Claim(ClaimState.IN_PROGRESS)
     if claim.state is not ClaimState.NEW:
         # Answered from the store: the pipeline does not run, nor remember the id.
         await pending.settle(request)
+        return _from_store(request, claim)
+    try:
+        answer = await _ingest(
+            request,
+            context,
+            adapter,
+            raw,
+            pending,
+            hook=store.answer_hook(party, key, digest, _rendered),
+        )
+    finally:
+        store.end(party, key)
+    if answer is None:
+        # Another process answered the key first: its answer (or 422) is this one's.
+        claim = await asyncio.to_thread(store.look, party, key, digest)
+        return _from_store(request, claim)
+    return _answer(request, *answer)
+
+
+def _from_store(request: Request, claim: Claim) -> JSONResponse:
+    """The answer for a key that was answered before, or is in use."""
     if claim.state is ClaimState.REPLAY:
         return _answer(request, claim.status_code or 500, claim.body or "{}", replayed=True)
     if claim.state is ClaimState.MISMATCH:
@@ -215,20 +257,12 @@ async def _idempotent(
             "idempotency_key_reused",
             "this Idempotency-Key was used for a different request",
         )
-    if claim.state is ClaimState.IN_PROGRESS:
-        return error_response(
-            request,
-            409,
-            "idempotency_key_in_use",
-            "the first request with this Idempotency-Key is still being processed",
-        )
-    try:
-        status, body = await _ingest(request, context, adapter, raw, pending)
-    except BaseException:
-        await asyncio.to_thread(store.release, party, key)
-        raise
-    await asyncio.to_thread(store.complete, party, key, status, body)
-    return _answer(request, status, body)
+    return error_response(
+        request,
+        409,
+        "idempotency_key_in_use",
+        "the first request with this Idempotency-Key is still being processed",
+    )
 
 
 def _answer(request: Request, status: int, body: str, *, replayed: bool = False) -> JSONResponse:
