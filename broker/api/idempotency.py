@@ -16,11 +16,16 @@ for its key (each was a commit and a disk flush outside the ingest's group commi
 200 requests a second they queued into seconds). Only definite answers (202 accepted, 422
 rejected) are kept; a request that fails stores neither, so its retry is processed afresh.
 
+There is no look-up before the request is processed: ``AnswerHook.before`` finds a key
+answered before under the write lock, the message is then not stored, and the request is
+given the stored answer (``look``), or 422 for another request. A retry is thus prepared
+again for nothing, which is rare; the usual request, with a new key, costs no database
+round trip of its own.
+
 "Still being processed" is known where it can be: a process remembers the keys of its own
 requests in flight (``begin``/``end``). A retry that reaches another process while the first
-is running is processed too; whichever commits second finds the key answered under the
-write lock (``before``), stores nothing, and is given the stored answer (or 422 for another
-request), so the effect happens once either way.
+is running is processed too; whichever commits second finds the key answered and is given
+that answer, so the effect happens once either way.
 """
 
 from __future__ import annotations
@@ -56,6 +61,11 @@ __all__ = [
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 _TABLE = SQLModel.metadata.tables[IdempotencyRecord.__tablename__]
+# The hook's statements, built once: they run in every ingest transaction with a key.
+_THIS_KEY = (_TABLE.c.party == sa.bindparam("party"), _TABLE.c.key == sa.bindparam("key"))
+_SELECT_STATE = sa.select(_TABLE.c.status_code, _TABLE.c.expires_at).where(*_THIS_KEY)
+_DELETE_KEY = sa.delete(_TABLE).where(*_THIS_KEY)
+_INSERT = sa.insert(_TABLE)
 
 
 def request_digest(adapter: str, body: bytes) -> str:
@@ -175,16 +185,14 @@ class AnswerHook:
 
     def before(self, connection: Connection) -> bool:
         """False if the key has an answer already (the request is then told it)."""
-        where = (_TABLE.c.party == self.party, _TABLE.c.key == self.key)
-        row = connection.execute(
-            sa.select(_TABLE.c.status_code, _TABLE.c.expires_at).where(*where)
-        ).first()
+        this_key = {"party": self.party, "key": self.key}
+        row = connection.execute(_SELECT_STATE, this_key).first()
         if row is None:
             return True
         if row.status_code is not None and row.expires_at > datetime.now(UTC):
             return False
         # An expired answer, or an unanswered claim of an earlier version, gives way.
-        connection.execute(sa.delete(_TABLE).where(*where))
+        connection.execute(_DELETE_KEY, this_key)
         return True
 
     def after(self, connection: Connection, result: IngestResult) -> None:
@@ -192,7 +200,7 @@ class AnswerHook:
         status, body = self.render(result)
         now = datetime.now(UTC)
         connection.execute(
-            sa.insert(_TABLE),
+            _INSERT,
             {
                 "party": self.party,
                 "key": self.key,
