@@ -68,8 +68,9 @@ def test_the_pipeline_benchmark_stores_every_event(options: list[str]) -> None:
     assert "throughput broker/bare" in out
 
 
-def test_the_http_benchmark_has_every_request_accepted() -> None:
-    out = _bench("bench_http.py", "--rate", "20", "--seconds", "1")
+@pytest.mark.parametrize("keys", [[], ["--idempotency-keys"]], ids=["plain", "idempotency keys"])
+def test_the_http_benchmark_has_every_request_accepted(keys: list[str]) -> None:
+    out = _bench("bench_http.py", "--rate", "20", "--seconds", "1", *keys)
     assert re.search(r"requests 20 in [\d.]+ s", out), out
     assert "not accepted" not in out, out
     assert "server CPU" in out
