@@ -461,7 +461,11 @@ class DbReplayStore:
             TransportError: the database is unavailable.
         """
         try:
-            with self._engine.begin() as connection:
+            # Queued at the write gate with the batch writers: the HTTP API's store batch
+            # runs on its event loop only when the gate is free, and must not meet this
+            # write at SQLite's busy handler there.
+            with write_gate(self._engine) as gate, self._engine.begin() as connection:
+                gate.enter()
                 remember_jti(connection, jti, expires_at, now=self._clock())
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             raise TransportError(f"replay store unavailable ({type(exc.orig).__name__})") from exc

@@ -29,7 +29,7 @@ from broker.api.metrics import ApiMetrics
 from broker.api.ratelimit import RateLimiter
 from broker.audit import AuditKind
 from broker.batching import Batcher
-from broker.db import DbReplayStore, gate_if_free, session_scope
+from broker.db import DbReplayStore, gate_if_free, session_scope, write_gate
 from broker.exceptions import BrokerError, ReplayDetected
 from broker.logging import get_logger
 from broker.messaging import AMQP_ERRORS, connect
@@ -250,7 +250,10 @@ class ApiContext:
             pairs.append(f"kid={refusal.kid}")
         if refusal.claimed_party:
             pairs.append(f"claimed_party={refusal.claimed_party}")
-        with session_scope(self.service.sessions) as session:
+        sessions = self.service.sessions
+        # At the write gate, like the ingest batches (see ``DbReplayStore``).
+        with write_gate(sessions) as gate, session_scope(sessions) as session:
+            gate.enter()
             self.service.audit.append(
                 session,
                 kind=AuditKind.REJECTED,

@@ -27,9 +27,9 @@ from sqlmodel import col
 
 from adapters import get_adapter
 from broker.api import create_app
-from broker.api.context import ApiContext
+from broker.api.context import ApiContext, Refusal
 from broker.api.ratelimit import RateLimiter
-from broker.db import session_scope, write_gate
+from broker.db import DbReplayStore, session_scope, write_gate
 from broker.models import (
     AuditEntry,
     AuditKind,
@@ -248,6 +248,37 @@ async def test_the_store_runs_on_the_event_loop_only_while_sqlites_gate_is_free(
         assert committed_by[-1] is not loop_thread
     finally:
         sa.event.remove(service.engine, "commit", on_commit)
+
+
+def test_the_apis_own_short_writes_queue_at_the_write_gate(
+    context: ApiContext, service: Service
+) -> None:
+    """A refusal's audit entry and an assertion id remembered on its own take the gate, so
+    the store batch, which runs on the event loop only while the gate is free, never meets
+    them at SQLite's busy handler there."""
+    done: list[str] = []
+    refusal = Refusal(reason="expired", endpoint="ingest", request_id="be1cc429-3615d6ac-0d0ef8cf")
+
+    def audit() -> None:
+        context.audit_refusal(refusal)
+        done.append("audit")
+
+    def remember() -> None:
+        DbReplayStore(service.engine).check_and_remember("ca:gated-1", _an_hour())
+        done.append("replay id")
+
+    writers = [threading.Thread(target=audit), threading.Thread(target=remember)]
+    with write_gate(service.engine) as gate:
+        gate.enter()
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join(0.3)
+        while_held = sorted(done)
+    for writer in writers:
+        writer.join(10)
+    assert sorted(done) == ["audit", "replay id"]
+    assert while_held == ([] if service.engine.dialect.name == "sqlite" else sorted(done))
 
 
 # --------------------------------------------------------------------------- replays
