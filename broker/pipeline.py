@@ -345,7 +345,8 @@ class Ingestor:
         writes in the same transaction (``StoreHook``).
 
         Returns:
-            One result per message, in order, as :meth:`ingest` gives it, or ``replayed``.
+            One result per message, in order, as :meth:`ingest` gives it, or ``replayed``
+            or ``held``.
 
         Raises:
             TransportError: the database is unavailable; nothing was stored.
