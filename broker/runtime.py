@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -280,6 +280,36 @@ class Runtime:
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(work, name=name))
 
+    async def _repeat(
+        self,
+        one_round: Callable[[], Awaitable[None]],
+        every: float,
+        *,
+        failed: str,
+        wait_first: bool = False,
+    ) -> None:
+        """Run ``one_round`` every ``every`` seconds until the service stops (at once, or
+        after the first interval with ``wait_first``). A round that fails is logged as
+        ``failed`` (a database or broker outage by its code, anything else with its
+        traceback) and the next goes on."""
+        if wait_first and await self._stops_within(every):
+            return
+        while not self._stop.is_set():
+            try:
+                await one_round()
+            except TransportError as exc:
+                _log.warning(failed, error=exc.code)
+            except Exception:  # noqa: BLE001 - tried again next time
+                _log.exception(failed)
+            if await self._stops_within(every):
+                return
+
+    async def _stops_within(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the service to stop; whether it did."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        return self._stop.is_set()
+
     async def _redrive_returned(self) -> None:
         """Every interval, put back what RabbitMQ dead-lettered for its delivery count alone.
 
@@ -291,52 +321,38 @@ class Runtime:
         """
         amqp = self.service.settings.amqp
         queues = [q.name for q in self.service.topology.queues if q.dead_letter_queue]
-        while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=amqp.redrive_interval_seconds)
-            if self._stop.is_set():
-                return
-            try:
-                results = await redrive_returned(amqp, queues, max_redrives=amqp.redrive_max)
-            except TransportError as exc:
-                _log.warning("redrive_sweep_failed", error=exc.code)
-                continue
-            except Exception:  # noqa: BLE001 - the sweep is tried again next time
-                _log.exception("redrive_sweep_failed")
-                continue
+
+        async def sweep() -> None:
+            results = await redrive_returned(amqp, queues, max_redrives=amqp.redrive_max)
             moved = sum(r.moved for r in results)
             if moved:
                 _log.warning("dead_letters_redriven", moved=moved, queues=len(results))
 
+        await self._repeat(
+            sweep, amqp.redrive_interval_seconds, failed="redrive_sweep_failed", wait_first=True
+        )
+
     async def _housekeeping(self) -> None:
         """Remove expired token ids and idempotency answers now, then every interval."""
+
+        async def tidy() -> None:
+            forgotten = await asyncio.to_thread(forget_expired, self.service)
+            if forgotten.total:
+                _log.info(
+                    "expired_forgotten",
+                    replay_ids=forgotten.replay_ids,
+                    idempotency_answers=forgotten.idempotency_answers,
+                )
+
         every = self.service.settings.database.housekeeping_interval_seconds
-        while not self._stop.is_set():
-            try:
-                forgotten = await asyncio.to_thread(forget_expired, self.service)
-            except TransportError as exc:
-                _log.warning("housekeeping_failed", error=exc.code)
-            except Exception:  # noqa: BLE001 - tried again next time
-                _log.exception("housekeeping_failed")
-            else:
-                if forgotten.total:
-                    _log.info(
-                        "expired_forgotten",
-                        replay_ids=forgotten.replay_ids,
-                        idempotency_answers=forgotten.idempotency_answers,
-                    )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=every)
+        await self._repeat(tidy, every, failed="housekeeping_failed")
 
     async def _checkpoints(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await asyncio.to_thread(self.checkpoint_now, False)
-            except Exception:  # noqa: BLE001 - a failed checkpoint is retried next time
-                _log.exception("checkpoint_failed")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(60.0, self._checkpoint_every.total_seconds())):
-                    await self._stop.wait()
+        async def sign_if_due() -> None:
+            await asyncio.to_thread(self.checkpoint_now, False)
+
+        every = min(60.0, self._checkpoint_every.total_seconds())
+        await self._repeat(sign_if_due, every, failed="checkpoint_failed")
 
     def checkpoint_now(self, force: bool = True) -> None:
         """Sign an audit checkpoint (when due, or at once with ``force``)."""
