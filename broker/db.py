@@ -39,6 +39,7 @@ __all__ = [
     "downgrade",
     "engine_from_settings",
     "gate_if_free",
+    "gated_session",
     "make_engine",
     "make_sessionmaker",
     "mark_applied",
@@ -355,6 +356,15 @@ def write_gate(bind: Engine | sessionmaker[Session]) -> WriteGate:
     return WriteGate(_gate_lock(bind))
 
 
+@contextmanager
+def gated_session(bind: Engine | sessionmaker[Session]) -> Iterator[Session]:
+    """``session_scope`` inside ``bind``'s write gate, taken first: for a writer with
+    nothing to read before it writes (the batch writers read first, then enter)."""
+    with write_gate(bind) as gate, session_scope(bind) as session:
+        gate.enter()
+        yield session
+
+
 def gate_if_free(bind: Engine | sessionmaker[Session]) -> WriteGate | None:
     """``bind``'s write gate, entered, if it was free (no other thread or process of the
     service held it); None if it was not, or the database has none (PostgreSQL).
@@ -517,8 +527,7 @@ def delete_expired(
     statement = sa.delete(table).where(key.in_(sa.select(*key_columns).where(expired).limit(chunk)))
     deleted = 0
     while True:
-        with write_gate(bind) as gate, session_scope(bind) as session:
-            gate.enter()
+        with gated_session(bind) as session:
             count = int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
         deleted += count
         if count < chunk:

@@ -18,7 +18,7 @@ from sqlalchemy import Integer, bindparam, func, or_, select, update
 from sqlmodel import SQLModel, col
 
 from broker.audit import AuditKind, AuditRecord, draft
-from broker.db import session_scope, write_gate
+from broker.db import gated_session, session_scope
 from broker.exceptions import TransportError
 from broker.logging import get_logger
 from broker.messaging import OutgoingMessage, Publisher, PublishResult, PublishStatus
@@ -330,9 +330,7 @@ class OutboxRelay:
             )
             for row in sent
         ]
-        sessions = self._service.sessions
-        with write_gate(sessions) as gate, session_scope(sessions) as session:
-            gate.enter()
+        with gated_session(self._service.sessions) as session:
             connection = session.connection()
             if sent:
                 connection.execute(_MARK_SENT, {"ids": [row.id for row in sent], "now": now})

@@ -29,7 +29,7 @@ from broker.api.metrics import ApiMetrics
 from broker.api.ratelimit import RateLimiter
 from broker.audit import AuditKind
 from broker.batching import Batcher
-from broker.db import DbReplayStore, gate_if_free, session_scope, write_gate
+from broker.db import DbReplayStore, gate_if_free, gated_session
 from broker.exceptions import BrokerError, ReplayDetected
 from broker.logging import get_logger
 from broker.messaging import AMQP_ERRORS, connect
@@ -250,10 +250,8 @@ class ApiContext:
             pairs.append(f"kid={refusal.kid}")
         if refusal.claimed_party:
             pairs.append(f"claimed_party={refusal.claimed_party}")
-        sessions = self.service.sessions
         # At the write gate, like the ingest batches (see ``DbReplayStore``).
-        with write_gate(sessions) as gate, session_scope(sessions) as session:
-            gate.enter()
+        with gated_session(self.service.sessions) as session:
             self.service.audit.append(
                 session,
                 kind=AuditKind.REJECTED,
