@@ -7,7 +7,7 @@ those rows have expired:
   until its token could no longer be used (a replay after that is refused as expired).
   At 200 partner requests a second that is 17 million ids a day.
 - ``idempotency_key``: each partner's answers to retried POSTs, kept for
-  ``api.idempotency_ttl_seconds``, and claims left by requests that never finished.
+  ``api.idempotency_ttl_seconds``.
 
 An expired row is already ignored where it is read (an expired id or key is taken over in
 place), so removing it changes no answer; it only keeps the tables, their indexes and the

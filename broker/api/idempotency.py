@@ -37,7 +37,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -66,6 +65,9 @@ _THIS_KEY = (_TABLE.c.party == sa.bindparam("party"), _TABLE.c.key == sa.bindpar
 _SELECT_STATE = sa.select(_TABLE.c.status_code, _TABLE.c.expires_at).where(*_THIS_KEY)
 _DELETE_KEY = sa.delete(_TABLE).where(*_THIS_KEY)
 _INSERT = sa.insert(_TABLE)
+_SELECT_ANSWER = sa.select(_TABLE.c.request_sha256, _TABLE.c.status_code, _TABLE.c.body).where(
+    *_THIS_KEY, _TABLE.c.expires_at > sa.bindparam("now")
+)
 
 
 def request_digest(adapter: str, body: bytes) -> str:
@@ -95,22 +97,6 @@ class Claim:
     body: str | None = None
 
 
-def _found(row: tuple[str, int | None, str | None] | None, digest: str) -> Claim:
-    """What a stored row (digest, status, body), if any, says about a request."""
-    if row is None or row[1] is None:
-        # No answer, or a claim row of an earlier version, never answered: not a key in use.
-        return Claim(ClaimState.NEW)
-    if row[0] != digest:
-        return Claim(ClaimState.MISMATCH)
-    return Claim(ClaimState.REPLAY, row[1], row[2])
-
-
-def _lookup(party: str, key: str, now: datetime) -> sa.Select[Any]:
-    return sa.select(_TABLE.c.request_sha256, _TABLE.c.status_code, _TABLE.c.body).where(
-        _TABLE.c.party == party, _TABLE.c.key == key, _TABLE.c.expires_at > now
-    )
-
-
 class IdempotencyStore:
     """Looks keys up, writes answers with their effects, forgets them after ``ttl``."""
 
@@ -128,9 +114,15 @@ class IdempotencyStore:
         Raises:
             TransportError: the database is unavailable.
         """
+        wanted = {"party": party, "key": key, "now": datetime.now(UTC)}
         with session_scope(self._sessions) as session:
-            row = session.connection().execute(_lookup(party, key, datetime.now(UTC))).first()
-        return _found(None if row is None else (row[0], row[1], row[2]), digest)
+            row = session.connection().execute(_SELECT_ANSWER, wanted).first()
+        if row is None or row.status_code is None:
+            # No answer, or a claim of an earlier version never answered: not a key in use.
+            return Claim(ClaimState.NEW)
+        if row.request_sha256 != digest:
+            return Claim(ClaimState.MISMATCH)
+        return Claim(ClaimState.REPLAY, row.status_code, row.body)
 
     def begin(self, party: str, key: str) -> bool:
         """Mark the key's request in flight in this process; False if one already is."""
