@@ -39,6 +39,7 @@ __all__ = [
     "downgrade",
     "engine_from_settings",
     "gate_if_free",
+    "gated_at_first_write",
     "gated_session",
     "make_engine",
     "make_sessionmaker",
@@ -59,6 +60,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 #: Rows ``delete_expired`` removes in one transaction: each holds the write gate for a few
 #: milliseconds, so writers queued behind it are not held up for long.
 EXPIRED_CHUNK_ROWS = 500
+
+#: How the statements that write begin (``gated_at_first_write`` takes the gate for them).
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 #: How long a SQLite writer waits for the write lock before giving up, in milliseconds.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -202,9 +206,13 @@ class WriteGate:
 
     SQLite has one write lock per database, and a writer that finds it taken sleeps in
     growing steps (1, 2, 5, 10, ... ms) before it tries again, so a few busy writers lose
-    many milliseconds to sleeping. The ingest, relay and intake batches take this gate
-    just before their first write and hold it until their transaction ends: they queue
-    and go on the moment the previous one commits. The gate is a lock of this process
+    many milliseconds to sleeping. Every writer of the service (the ingest, relay and
+    intake batches; refusals, audit checkpoints, staff actions and accounts) takes this gate
+    just before its first write and holds it until its transaction ends: they queue and go
+    on the moment the previous one commits, and a batch run on an event loop while the gate
+    is free (``gate_if_free``) never meets a writer that did not queue. The test suite
+    fails a test in which the service's code writes without it
+    (``tests/reliability/gatecheck.py``). The gate is a lock of this process
     and, for a database file, an advisory lock (``flock``) on a file beside it
     (``<database>-gate``), so the parts of the service run as processes of their own
     (``mash-broker run --only ...``) queue on it too. On PostgreSQL it does nothing.
@@ -216,6 +224,11 @@ class WriteGate:
     def __init__(self, lock: _GateLock | None, *, held: bool = False) -> None:
         self._lock = lock
         self._held = held
+
+    @property
+    def lock(self) -> _GateLock | None:
+        """The database's gate; None where there is none (PostgreSQL, in-memory SQLite)."""
+        return self._lock
 
     def enter(self) -> None:
         """Wait for the gate (no-op if already held or not SQLite)."""
@@ -260,6 +273,7 @@ class _GateLock:
         self._path = path
         self._file: int | None = None
         self._depth = 0
+        self._owner: int | None = None
         self._since = 0.0
         # Counted by the holder (under the thread lock), read by anyone via ``stats``.
         self._transactions = 0
@@ -270,6 +284,10 @@ class _GateLock:
     def stats(self) -> GateStats:
         """What this process's writers spent at the gate so far."""
         return GateStats(self._transactions, self._waited, self._held)
+
+    def held_here(self) -> bool:
+        """Whether the calling thread holds the gate."""
+        return self._owner == threading.get_ident()
 
     def __del__(self) -> None:
         if self._file is not None:
@@ -302,12 +320,14 @@ class _GateLock:
         if self._depth == 0:
             self._since = time.perf_counter()
             self._waited += self._since - asked
+            self._owner = threading.get_ident()
         self._depth += 1
         return True
 
     def release(self) -> None:
         self._depth -= 1
         if self._depth == 0:
+            self._owner = None
             self._transactions += 1
             self._held += time.perf_counter() - self._since
         try:
@@ -362,6 +382,25 @@ def gated_session(bind: Engine | sessionmaker[Session]) -> Iterator[Session]:
     nothing to read before it writes (the batch writers read first, then enter)."""
     with write_gate(bind) as gate, session_scope(bind) as session:
         gate.enter()
+        yield session
+
+
+@contextmanager
+def gated_at_first_write(bind: Engine | sessionmaker[Session]) -> Iterator[Session]:
+    """``session_scope`` that takes ``bind``'s write gate just before its first write, for
+    a unit of work that may only read, or reads at length before it writes (a staff page,
+    a staff action): a reading page does not queue behind the batch writers, and a writing
+    one queues only for its writes."""
+    with write_gate(bind) as gate, session_scope(bind) as session:
+        if gate.lock is not None:
+
+            def enter_before_writing(
+                _conn: Connection, _cursor: object, statement: str, *_args: object
+            ) -> None:
+                if statement.lstrip()[:7].upper().startswith(_WRITES):
+                    gate.enter()
+
+            sa.event.listen(session.connection(), "before_cursor_execute", enter_before_writing)
         yield session
 
 

@@ -26,7 +26,14 @@ from adapters import AdapterContext, AdapterError, InputTooLarge, Problem, get_a
 from broker import envelope
 from broker.audit import AuditKind, AuditLog, AuditRecord, EntryDraft, draft
 from broker.batching import together_else_each
-from broker.db import applied_among, mark_applied, remember_jtis, session_scope, write_gate
+from broker.db import (
+    WriteGate,
+    applied_among,
+    mark_applied,
+    remember_jtis,
+    session_scope,
+    write_gate,
+)
 from broker.envelope import EnvelopeLimits
 from broker.logging import get_logger
 from broker.models import InboxEntry, OutboxMessage, OutboxStatus, RawMessage, SealedRaw
@@ -223,11 +230,13 @@ class Ingestor:
         batch = _Batch()
         for event in events:
             self._decide(event, source, digest, now, batch)
+        sessions = self._service.sessions
         try:
-            with session_scope(self._service.sessions) as session:
-                if self._seen(session, channel, source, digest):
+            with write_gate(sessions) as gate, session_scope(sessions) as session:
+                raw_row = self._raw_row(channel, raw, source, now)
+                if self._seen(session, gate, channel, source, digest):
                     return IngestResult(raw_id=None, duplicate=True)
-                raw_row = self._store_raw(session, channel, raw, source, now)
+                session.execute(insert(RawMessage), [raw_row.values()])
                 if in_transaction is not None:
                     in_transaction(session)
                 detail = f"adapter={channel} raw_id={raw_row.id}"
@@ -605,11 +614,12 @@ class Ingestor:
         error: AdapterError,
         now: datetime,
     ) -> IngestResult:
-        with session_scope(self._service.sessions) as session:
-            if self._seen(session, adapter_name, source, digest):
+        sessions = self._service.sessions
+        with write_gate(sessions) as gate, session_scope(sessions) as session:
+            raw_row = self._raw_row(adapter_name, kept_copy(raw, digest, error), source, now)
+            if self._seen(session, gate, adapter_name, source, digest):
                 return IngestResult(raw_id=None, problems=error.problems, duplicate=True)
-            kept = kept_copy(raw, digest, error)
-            raw_row = self._store_raw(session, adapter_name, kept, source, now)
+            session.execute(insert(RawMessage), [raw_row.values()])
             self._service.audit.append(
                 session,
                 kind=AuditKind.REJECTED,
@@ -625,13 +635,6 @@ class Ingestor:
             problems=len(error.problems),
         )
         return IngestResult(raw_id=raw_row.id, problems=error.problems)
-
-    def _store_raw(
-        self, session: Session, adapter_name: str, raw: bytes, source: str, now: datetime
-    ) -> SealedRaw:
-        row = self._raw_row(adapter_name, raw, source, now)
-        session.execute(insert(RawMessage), [row.values()])
-        return row
 
     def _raw_row(self, adapter_name: str, raw: bytes, source: str, now: datetime) -> SealedRaw:
         while True:
@@ -649,11 +652,15 @@ class Ingestor:
                 return row
 
     @staticmethod
-    def _seen(session: Session, adapter_name: str, source: str, digest: str) -> bool:
-        """Whether these bytes from this source were processed before; remember them if not."""
+    def _seen(
+        session: Session, gate: WriteGate, adapter_name: str, source: str, digest: str
+    ) -> bool:
+        """Whether these bytes from this source were processed before; remember them if
+        not, at the write gate (taken for the rest of the transaction)."""
         consumer = _inbox_consumer(adapter_name, source)
         if applied_among(session, consumer, [digest]):
             return True
+        gate.enter()
         session.add(InboxEntry(consumer=consumer, message_id=digest))
         session.flush()
         return False

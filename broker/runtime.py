@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from adapters import ADAPTER_NAMES
 from broker.audit import checkpoint_if_due
 from broker.crossborder import CrossBorderReceiver
-from broker.db import session_scope
+from broker.db import gated_session
 from broker.exceptions import ConfigurationError, TransportError
 from broker.housekeeping import forget_expired
 from broker.ingest import IngestWorker
@@ -359,7 +359,7 @@ class Runtime:
         signing = self.service.service_keys.signing
         if signing is None:
             raise ConfigurationError("the service party has no signing key for checkpoints")
-        with session_scope(self.service.sessions) as session:
+        with gated_session(self.service.sessions) as session:
             checkpoint_if_due(
                 session,
                 signing.key.private_key,  # type: ignore[arg-type]

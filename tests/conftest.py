@@ -9,6 +9,8 @@ pytest_plugins = [
     "tests.rabbitfixtures",
     # Keeps every log line of the run and fails it if one carries sample personal data.
     "tests.reliability.logcapture",
+    # Fails a test in which the service wrote to a SQLite file without the write gate.
+    "tests.reliability.gatecheck",
 ]
 
 

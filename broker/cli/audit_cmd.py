@@ -15,7 +15,7 @@ from joserfc.jwk import OKPKey
 from sqlalchemy.engine import Engine
 
 from broker.audit import checkpoint, entries_for_event, verify
-from broker.db import make_engine, session_scope
+from broker.db import gated_session, make_engine, session_scope
 from broker.exceptions import BrokerError, ConfigurationError
 from broker.settings import Settings
 
@@ -163,7 +163,7 @@ def checkpoint_cmd(
         settings_issuer = Settings().crypto.service_party
         engine = _engine(database_url)
         try:
-            with session_scope(engine) as session:
+            with gated_session(engine) as session:
                 row = checkpoint(session, private, key_id, issuer=settings_issuer)
         finally:
             engine.dispose()

@@ -33,7 +33,7 @@ from broker.crossborder.neighbours import (
     neighbours,
     receiving_topology,
 )
-from broker.db import remember_jti, session_scope
+from broker.db import gated_session, remember_jti
 from broker.envelope import EnvelopeLimits
 from broker.exceptions import ReplayDetected, SecurityError, TransportError
 from broker.logging import get_logger
@@ -231,7 +231,7 @@ class CrossBorderReceiver:
         detail = f"adapter={RECEIVE_CHANNEL} queue={RECEIVE_QUEUE}"
         if message_id and _AUDITABLE_ID.match(message_id) and not _TEN_DIGITS.search(message_id):
             detail += f" message_id={message_id}"
-        with session_scope(self._service.sessions) as session:
+        with gated_session(self._service.sessions) as session:
             self._service.audit.append(
                 session,
                 kind=AuditKind.REJECTED,

@@ -16,6 +16,7 @@ from broker.audit import AuditKind, AuditLog, AuditRecord
 from broker.batching import Batcher, together_else_each
 from broker.db import (
     applied_among,
+    gated_session,
     mark_applied,
     remember_jti,
     remember_jtis,
@@ -250,11 +251,14 @@ class IntakeConsumer:
         stored: list[tuple[int | None, str]] = []
         triaged: list[dict[str, Any]] = []
         refusal: SecurityError | None = None
-        with session_scope(self._service.sessions) as session:
+        sessions = self._service.sessions
+        with write_gate(sessions) as gate, session_scope(sessions) as session:
             if message_id and self._applied_among(session, [message_id]):
                 return StoreOutcome.DUPLICATE
             try:
                 result = self._open(body, opened, now)
+                stored_events = self._stored_events(session, [result.claims])
+                gate.enter()
                 # Remembered in the transaction that stores the alert: a replay is refused.
                 remember_jti(session, *result.jti)
             except SecurityError as exc:
@@ -265,7 +269,7 @@ class IntakeConsumer:
                     [(result.claims, body)],
                     now,
                     None,
-                    stored_events=self._stored_events(session, [result.claims]),
+                    stored_events=stored_events,
                     stored=stored,
                     triaged=triaged,
                 )
@@ -460,6 +464,6 @@ class IntakeConsumer:
 
     def _refuse(self, error: SecurityError, message_id: str | None) -> None:
         record = self._refusal_record(error, message_id)
-        with session_scope(self._service.sessions) as session:
+        with gated_session(self._service.sessions) as session:
             self._service.audit.append_many(session, [record])
         _log.warning("disclosure_refused", reason=error.code, consumer=self._consumer_name)

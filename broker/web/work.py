@@ -9,7 +9,7 @@ from typing import TypeVar
 from fastapi import HTTPException
 from sqlmodel import Session
 
-from broker.db import session_scope
+from broker.db import gated_at_first_write
 from broker.intake.context import IntakeContext
 from broker.intake.triage import IntakeNotFound, TransitionRefused
 
@@ -26,7 +26,7 @@ async def in_transaction(intake: IntakeContext, work: Callable[[Session], T]) ->
     """
 
     def run() -> T:
-        with session_scope(intake.service.sessions) as session:
+        with gated_at_first_write(intake.service.sessions) as session:
             return work(session)
 
     try:

@@ -16,7 +16,7 @@ from broker.api.auth.errors import CredentialRefused
 from broker.api.auth.identity import StaffIdentity
 from broker.api.auth.roles import Role
 from broker.api.tables import StaffAccount
-from broker.db import session_scope
+from broker.db import gated_at_first_write, session_scope
 from broker.exceptions import ConfigurationError
 
 __all__ = ["MIN_PASSWORD_LENGTH", "USERNAME_PATTERN", "AccountStore"]
@@ -49,7 +49,7 @@ class AccountStore:
         wanted = _roles(roles)
         _check_username(username)
         _check_password(password)
-        with session_scope(self._bind) as session:
+        with gated_at_first_write(self._bind) as session:
             if session.get(StaffAccount, username) is not None:
                 raise ConfigurationError(f"staff account {username} already exists")
             session.add(
@@ -65,7 +65,7 @@ class AccountStore:
             ConfigurationError: no such account, or a short password.
         """
         _check_password(password)
-        with session_scope(self._bind) as session:
+        with gated_at_first_write(self._bind) as session:
             account = _existing(session, username)
             account.password_hash = self._hasher.hash(password)
             _touch(account)
@@ -73,14 +73,14 @@ class AccountStore:
     def set_roles(self, username: str, roles: Iterable[Role]) -> None:
         """Replace an account's roles (effective on its next request)."""
         wanted = _roles(roles)
-        with session_scope(self._bind) as session:
+        with gated_at_first_write(self._bind) as session:
             account = _existing(session, username)
             account.roles = wanted
             _touch(account)
 
     def set_active(self, username: str, active: bool) -> None:
         """Disable or re-enable an account; disabling ends its sessions at once."""
-        with session_scope(self._bind) as session:
+        with gated_at_first_write(self._bind) as session:
             account = _existing(session, username)
             account.active = active
             _touch(account)
@@ -98,7 +98,7 @@ class AccountStore:
             CredentialRefused: unknown user, wrong password, or a disabled account (one
                 reason code, ``login_failed``, for all three).
         """
-        with session_scope(self._bind) as session:
+        with gated_at_first_write(self._bind) as session:
             account = session.get(StaffAccount, username) if _valid_name(username) else None
             stored = account.password_hash if account is not None else self._decoy
             ok = self._verify(stored, password) and account is not None and account.active

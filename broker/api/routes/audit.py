@@ -16,7 +16,7 @@ from broker.api.context import ApiContext
 from broker.api.deps import get_context, require_role
 from broker.api.errors import ERROR_RESPONSES
 from broker.audit import AuditKind, verify
-from broker.db import session_scope
+from broker.db import gated_at_first_write, session_scope
 from broker.models import AuditEntry
 from broker.runtime import audit_public_keys
 
@@ -116,7 +116,7 @@ async def audit_search(
 def _search(
     context: ApiContext, statement: object, staff: StaffIdentity, request: Request
 ) -> list[AuditEntry]:
-    with session_scope(context.service.sessions) as session:
+    with gated_at_first_write(context.service.sessions) as session:
         rows = list(session.exec(statement))  # type: ignore[call-overload]
         # Reading the audit log is itself recorded: who searched, and when.
         context.service.audit.append(
