@@ -12,6 +12,8 @@ import the fixtures by name into a package's conftest. Fixtures:
   schema dropped afterwards), unmigrated / migrated, for tests that commit across
   sessions, threads or processes.
 - ``fresh_database(backend, directory)``: the same as a context manager.
+- ``finishes_while_the_gate_is_held(engine, work)``: whether a writer queues at the write
+  gate (a helper, not a fixture).
 
 PostgreSQL is reached at ``MASH_TEST_PG_URL`` (default: user postgres, trust auth, database
 ``mash_test`` on 127.0.0.1).
@@ -20,8 +22,10 @@ PostgreSQL is reached at ``MASH_TEST_PG_URL`` (default: user postgres, trust aut
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -31,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from broker.db import make_engine, migrate
+from broker.db import make_engine, migrate, write_gate
 
 __all__ = [
     "BACKENDS",
@@ -40,6 +44,7 @@ __all__ = [
     "db_engine",
     "db_session",
     "db_url",
+    "finishes_while_the_gate_is_held",
     "fresh_database",
     "shared_engines",
 ]
@@ -151,3 +156,29 @@ def db_session(db_backend: str, shared_engines: _SharedEngines) -> Iterator[Sess
         finally:
             session.close()
             transaction.rollback()
+
+
+def finishes_while_the_gate_is_held(engine: Engine, work: Callable[[], object]) -> bool:
+    """Run ``work`` in a thread while this thread holds ``engine``'s write gate for 0.3 s;
+    whether it had finished by then (a writer that queues at the gate had not, on SQLite).
+    The gate is then let go and ``work`` waited for; what it raised is raised here."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - raised in the test's thread below
+            failed.append(exc)
+
+    worker = threading.Thread(target=run)
+    with write_gate(engine) as gate:
+        gate.enter()
+        worker.start()
+        time.sleep(0.3)
+        finished = not worker.is_alive()
+    worker.join(10)
+    if worker.is_alive():
+        raise AssertionError("the writer did not finish once the gate was let go")
+    if failed:
+        raise failed[0]
+    return finished

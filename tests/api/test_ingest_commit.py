@@ -42,6 +42,7 @@ from broker.pipeline import IngestResult, PreparedMessage
 from broker.samples import render_all
 from broker.service import Service
 from tests.api.conftest import BASE_URL, AssertionMaker, make_settings
+from tests.dbfixtures import finishes_while_the_gate_is_held
 
 POLICE = "/v1/ingest/police"
 PARTY = "tvp-police"
@@ -256,29 +257,18 @@ def test_the_apis_own_short_writes_queue_at_the_write_gate(
     """A refusal's audit entry and an assertion id remembered on its own take the gate, so
     the store batch, which runs on the event loop only while the gate is free, never meets
     them at SQLite's busy handler there."""
-    done: list[str] = []
     refusal = Refusal(reason="expired", endpoint="ingest", request_id="be1cc429-3615d6ac-0d0ef8cf")
-
-    def audit() -> None:
-        context.audit_refusal(refusal)
-        done.append("audit")
-
-    def remember() -> None:
-        DbReplayStore(service.engine).check_and_remember("ca:gated-1", _an_hour())
-        done.append("replay id")
-
-    writers = [threading.Thread(target=audit), threading.Thread(target=remember)]
-    with write_gate(service.engine) as gate:
-        gate.enter()
-        for writer in writers:
-            writer.start()
-        for writer in writers:
-            writer.join(0.3)
-        while_held = sorted(done)
-    for writer in writers:
-        writer.join(10)
-    assert sorted(done) == ["audit", "replay id"]
-    assert while_held == ([] if service.engine.dialect.name == "sqlite" else sorted(done))
+    writers = [
+        lambda: context.audit_refusal(refusal),
+        lambda: DbReplayStore(service.engine).check_and_remember("ca:gated-1", _an_hour()),
+    ]
+    while_held = [finishes_while_the_gate_is_held(service.engine, w) for w in writers]
+    assert while_held == [service.engine.dialect.name != "sqlite"] * 2
+    with service.engine.connect() as connection:
+        reasons = connection.execute(sa.text("SELECT reason FROM audit_entry")).scalars().all()
+        remembered = connection.execute(sa.text("SELECT jti FROM replay_seen")).scalars().all()
+    assert "auth.expired" in reasons
+    assert "ca:gated-1" in remembered
 
 
 # --------------------------------------------------------------------------- replays

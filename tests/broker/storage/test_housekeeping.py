@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +12,8 @@ from sqlmodel import SQLModel
 
 from broker.api.idempotency import IdempotencyStore
 from broker.api.tables import IdempotencyRecord
-from broker.db import DbReplayStore, delete_expired, make_sessionmaker, write_gate
+from broker.db import DbReplayStore, delete_expired, make_sessionmaker
+from tests.dbfixtures import finishes_while_the_gate_is_held
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 REPLAY = SQLModel.metadata.tables["replay_seen"]
@@ -110,15 +109,9 @@ def test_each_chunk_queues_at_the_write_gate(db_engine: Engine) -> None:
     # On SQLite a chunk waits for the writer holding the gate; PostgreSQL has no gate.
     _replay_ids(db_engine, {f"old-{n}": NOW - timedelta(days=1) for n in range(3)})
     deleted: list[int] = []
-    worker = threading.Thread(
-        target=lambda: deleted.append(delete_expired(db_engine, REPLAY, NOW, chunk=2))
+    finished_under_the_gate = finishes_while_the_gate_is_held(
+        db_engine, lambda: deleted.append(delete_expired(db_engine, REPLAY, NOW, chunk=2))
     )
-    with write_gate(db_engine) as gate:
-        gate.enter()
-        worker.start()
-        time.sleep(0.3)
-        finished_under_the_gate = not worker.is_alive()
-    worker.join(10)
     assert deleted == [3]
     assert finished_under_the_gate is (db_engine.dialect.name != "sqlite")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -14,34 +13,21 @@ from sqlmodel import Session, SQLModel
 
 from broker.api.tables import IdempotencyRecord
 from broker.db import gated_at_first_write, write_gate
+from tests.dbfixtures import finishes_while_the_gate_is_held
 
 REPLAY = SQLModel.metadata.tables["replay_seen"]
 LATER = datetime.now(UTC) + timedelta(hours=1)
 
 
 def _finishes_while_the_gate_is_held(engine: Engine, work: Callable[[Session], object]) -> bool:
-    """Run ``work`` in ``gated_at_first_write`` in a thread while this thread holds the gate;
-    whether it finished before the gate was let go (it always finishes after)."""
-    outcome: list[BaseException | None] = []
+    """Whether ``work``, in ``gated_at_first_write``, finishes while another writer holds
+    the gate."""
 
-    def run() -> None:
-        try:
-            with gated_at_first_write(engine) as session:
-                work(session)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test below
-            outcome.append(exc)
-        else:
-            outcome.append(None)
+    def unit() -> None:
+        with gated_at_first_write(engine) as session:
+            work(session)
 
-    worker = threading.Thread(target=run)
-    with write_gate(engine) as gate:
-        gate.enter()
-        worker.start()
-        time.sleep(0.3)
-        finished = not worker.is_alive()
-    worker.join(10)
-    assert outcome == [None]
-    return finished
+    return finishes_while_the_gate_is_held(engine, unit)
 
 
 def test_a_unit_that_only_reads_does_not_wait_for_the_gate(db_engine: Engine) -> None:
