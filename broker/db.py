@@ -52,6 +52,7 @@ __all__ = [
     "sqlite_database_file",
     "write_gate",
     "write_gate_stats",
+    "writes",
 ]
 
 #: The alembic scripts (``env.py`` and ``versions/``) at the project root.
@@ -227,7 +228,7 @@ class WriteGate:
 
     @property
     def lock(self) -> _GateLock | None:
-        """The database's gate; None where there is none (PostgreSQL, in-memory SQLite)."""
+        """The database's gate; None on PostgreSQL, which has none."""
         return self._lock
 
     def enter(self) -> None:
@@ -397,11 +398,20 @@ def gated_at_first_write(bind: Engine | sessionmaker[Session]) -> Iterator[Sessi
             def enter_before_writing(
                 _conn: Connection, _cursor: object, statement: str, *_args: object
             ) -> None:
-                if statement.lstrip()[:7].upper().startswith(_WRITES):
+                if writes(statement):
                     gate.enter()
 
-            sa.event.listen(session.connection(), "before_cursor_execute", enter_before_writing)
+            def watch(_session: Session, _transaction: object, connection: Connection) -> None:
+                # Each transaction of the session (a unit that commits part-way has two).
+                sa.event.listen(connection, "before_cursor_execute", enter_before_writing)
+
+            sa.event.listen(session, "after_begin", watch)
         yield session
+
+
+def writes(statement: str) -> bool:
+    """Whether an SQL statement writes (INSERT, UPDATE, DELETE or REPLACE)."""
+    return statement.lstrip()[:7].upper().startswith(_WRITES)
 
 
 def gate_if_free(bind: Engine | sessionmaker[Session]) -> WriteGate | None:

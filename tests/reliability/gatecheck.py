@@ -29,12 +29,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from broker.db import _gate_lock, sqlite_database_file
+from broker.db import _gate_lock, sqlite_database_file, writes
 
 _ROOT = Path(__file__).resolve().parents[2]
 _SERVICE = (str(_ROOT / "broker") + "/", str(_ROOT / "adapters") + "/")
 _TESTS = str(_ROOT / "tests") + "/"
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 #: The schema's migrations: they run before any writer starts.
 _MIGRATIONS = frozenset({"migrate", "downgrade"})
@@ -89,7 +88,7 @@ def _service_writer() -> str | None:
 
 
 def _watch(conn: sa.Connection, _cursor: Any, statement: str, *_args: Any, **_kwargs: Any) -> None:
-    if not statement.lstrip()[:7].upper().startswith(_WRITES):
+    if not writes(statement):
         return
     engine = conn.engine
     if engine.dialect.name != "sqlite" or sqlite_database_file(engine) is None:

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
 from broker.api.tables import IdempotencyRecord
-from broker.db import gated_at_first_write, write_gate
+from broker.db import gated_at_first_write, write_gate, writes
 from tests.dbfixtures import finishes_while_the_gate_is_held
 
 REPLAY = SQLModel.metadata.tables["replay_seen"]
@@ -66,6 +66,31 @@ def test_an_orm_flush_at_commit_waits_for_the_gate_too(db_engine: Engine) -> Non
 
     finished = _finishes_while_the_gate_is_held(db_engine, add)
     assert finished is (db_engine.dialect.name != "sqlite")
+
+
+def test_a_write_after_a_commit_part_way_waits_for_the_gate_too(db_engine: Engine) -> None:
+    def read_commit_write(session: Session) -> None:
+        session.execute(sa.select(sa.func.count()).select_from(REPLAY)).scalar_one()
+        session.commit()  # the next statement begins a second transaction
+        session.execute(sa.insert(REPLAY), [{"jti": "second-1", "expires_at": LATER}])
+
+    finished = _finishes_while_the_gate_is_held(db_engine, read_commit_write)
+    assert finished is (db_engine.dialect.name != "sqlite")
+
+
+@pytest.mark.parametrize(
+    ("statement", "writing"),
+    [
+        ("INSERT INTO inbox VALUES (1)", True),
+        ("  update audit_head SET seq = 1", True),
+        ("\nDELETE FROM replay_seen", True),
+        ("REPLACE INTO t VALUES (1)", True),
+        ("SELECT * FROM inbox", False),
+        ("PRAGMA wal_checkpoint(PASSIVE)", False),
+    ],
+)
+def test_writes_are_told_from_reads(statement: str, writing: bool) -> None:
+    assert writes(statement) is writing
 
 
 def test_the_gate_is_let_go_when_the_unit_fails(db_engine: Engine) -> None:
