@@ -7,14 +7,12 @@ in order instead of sleeping in SQLite's busy handler, and a batch run on an eve
 A writer that skips the gate breaks that quietly: nothing fails, a batch just stalls.
 
 This plugin watches every statement run on a SQLite database file. An INSERT, UPDATE,
-DELETE or REPLACE whose caller is the service's code (the first frame outside
-SQLAlchemy, SQLModel and the standard library is under ``broker/`` or ``adapters/``, see
-``_service_writer``),
-run by a thread that does not hold the gate, is recorded, and the test that ran it fails
-at teardown naming the code that wrote. Writes in a transaction of the test's own (a
-session or connection it handed to the service's functions), and ``broker.db.migrate``'s
-(which runs before any writer starts), are not the service's concurrent writers and are
-left alone.
+DELETE or REPLACE run by a thread that does not hold the gate, in a transaction the
+service's code opened (``_service_writer``: the outermost function of the ``broker`` or
+``adapters`` packages on the stack, unless the test handed it its session or connection),
+is recorded, and the test that ran it fails at teardown naming the code that wrote.
+Writes in a transaction of the test's own, and ``broker.db.migrate``'s (which runs before
+any writer starts), are not the service's concurrent writers and are left alone.
 """
 
 from __future__ import annotations
@@ -29,11 +27,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+import adapters
+import broker
 from broker.db import _gate_lock, sqlite_database_file, writes
 
-_ROOT = Path(__file__).resolve().parents[2]
-_SERVICE = (str(_ROOT / "broker") + "/", str(_ROOT / "adapters") + "/")
-_TESTS = str(_ROOT / "tests") + "/"
+#: Where the service's code is (wherever the packages were installed from), and the tests.
+SERVICE_PACKAGES = tuple(Path(str(p.__file__)).resolve().parent for p in (broker, adapters))
+_SERVICE = tuple(f"{package}/" for package in SERVICE_PACKAGES)
+_ROOT = SERVICE_PACKAGES[0].parent
+_TESTS = str(Path(__file__).resolve().parents[1]) + "/"
 
 #: The schema's migrations: they run before any writer starts.
 _MIGRATIONS = frozenset({"migrate", "downgrade"})

@@ -15,11 +15,10 @@ from broker.db import gated_session, make_engine, migrate, session_scope
 from tests.reliability import gatecheck
 
 REPLAY = SQLModel.metadata.tables["replay_seen"]
-ROOT = Path(__file__).resolve().parents[2]
 LATER = datetime.now(UTC) + timedelta(hours=1)
 
 # A writer as the service's code would be, were it to skip the gate: compiled as a module of
-# broker/ (the check knows the service's code by where it lives).
+# the broker package (the check knows the service's code by where it lives).
 _SERVICE_SOURCE = """
 def remember_without_the_gate(session_scope, engine, table, jti, expires_at):
     with session_scope(engine) as session:
@@ -32,7 +31,8 @@ def remember_in(session, table, jti, expires_at):
 
 def _service_functions() -> dict[str, Callable[..., None]]:
     namespace: dict[str, Callable[..., None]] = {}
-    code = compile(_SERVICE_SOURCE, str(ROOT / "broker" / "ungated_example.py"), "exec")
+    path = gatecheck.SERVICE_PACKAGES[0] / "ungated_example.py"
+    code = compile(_SERVICE_SOURCE, str(path), "exec")
     exec(code, namespace)  # noqa: S102 - fixed source above
     return namespace
 
