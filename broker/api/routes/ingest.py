@@ -141,9 +141,8 @@ async def _handle(
         )
     raw = await _read_body(request, body_limit_for(context, adapter))
     if idempotency_key is None:
-        answer = await _ingest(request, context, adapter, raw, pending)
-        assert answer is not None  # noqa: S101 - only a hook holds a message back
-        return _answer(request, *answer)
+        result = await _ingest(request, context, adapter, raw, pending)
+        return _answer(request, *_rendered(result))
     return await _idempotent(
         request, context, adapter=adapter, raw=raw, pending=pending, key=idempotency_key
     )
@@ -171,11 +170,9 @@ async def _ingest(
     pending: PendingAssertion,
     *,
     hook: StoreHook | None = None,
-) -> tuple[int, str] | None:
-    """Run the pipeline; the answer's status and JSON body (errors other than 422 raise).
-
-    Returns:
-        The answer, or None when ``hook`` held the message back (nothing was stored).
+) -> IngestResult:
+    """Run the pipeline (errors other than 422 raise); what storing gave, ``held`` if
+    ``hook`` held the message back (nothing was stored).
 
     Raises:
         CredentialRefused: ``replay`` (audited): the assertion's id was remembered before;
@@ -189,11 +186,9 @@ async def _ingest(
     if result.replayed:
         raise await pending.refuse_replay(request)
     pending.remembered_in_transaction()
-    if result.held:
-        return None
     if result.disclosures and context.on_stored is not None:
         context.on_stored()
-    return _rendered(result)
+    return result
 
 
 def _rendered(result: IngestResult) -> tuple[int, str]:
@@ -230,7 +225,7 @@ async def _idempotent(
     # round trip of its own: a thread's round trip waited 23 ms at the median at 200/s.
     digest = request_digest(adapter, raw)
     try:
-        answer = await _ingest(
+        result = await _ingest(
             request,
             context,
             adapter,
@@ -240,11 +235,11 @@ async def _idempotent(
         )
     finally:
         store.end(party, key)
-    if answer is None:
+    if result.held:
         # Answered before (or by another process meanwhile): that answer, or 422.
         claim = await asyncio.to_thread(store.look, party, key, digest)
         return _from_store(request, claim)
-    return _answer(request, *answer)
+    return _answer(request, *_rendered(result))
 
 
 def _from_store(request: Request, claim: Claim) -> JSONResponse:
