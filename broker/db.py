@@ -226,11 +226,6 @@ class WriteGate:
         self._lock = lock
         self._held = held
 
-    @property
-    def lock(self) -> _GateLock | None:
-        """The database's gate; None on PostgreSQL, which has none."""
-        return self._lock
-
     def enter(self) -> None:
         """Wait for the gate (no-op if already held or not SQLite)."""
         if self._lock is not None and not self._held:
@@ -392,8 +387,9 @@ def gated_at_first_write(bind: Engine | sessionmaker[Session]) -> Iterator[Sessi
     a unit of work that may only read, or reads at length before it writes (a staff page,
     a staff action): a reading page does not queue behind the batch writers, and a writing
     one queues only for its writes."""
-    with write_gate(bind) as gate, session_scope(bind) as session:
-        if gate.lock is not None:
+    lock = _gate_lock(bind)
+    with WriteGate(lock) as gate, session_scope(bind) as session:
+        if lock is not None:
 
             def enter_before_writing(
                 _conn: Connection, _cursor: object, statement: str, *_args: object

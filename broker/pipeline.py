@@ -27,8 +27,8 @@ from broker import envelope
 from broker.audit import AuditKind, AuditLog, AuditRecord, EntryDraft, draft
 from broker.batching import together_else_each
 from broker.db import (
-    WriteGate,
     applied_among,
+    gated_at_first_write,
     mark_applied,
     remember_jtis,
     session_scope,
@@ -230,11 +230,10 @@ class Ingestor:
         batch = _Batch()
         for event in events:
             self._decide(event, source, digest, now, batch)
-        sessions = self._service.sessions
         try:
-            with write_gate(sessions) as gate, session_scope(sessions) as session:
+            with gated_at_first_write(self._service.sessions) as session:
                 raw_row = self._raw_row(channel, raw, source, now)
-                if self._seen(session, gate, channel, source, digest):
+                if self._seen(session, channel, source, digest):
                     return IngestResult(raw_id=None, duplicate=True)
                 session.execute(insert(RawMessage), [raw_row.values()])
                 if in_transaction is not None:
@@ -614,10 +613,9 @@ class Ingestor:
         error: AdapterError,
         now: datetime,
     ) -> IngestResult:
-        sessions = self._service.sessions
-        with write_gate(sessions) as gate, session_scope(sessions) as session:
+        with gated_at_first_write(self._service.sessions) as session:
             raw_row = self._raw_row(adapter_name, kept_copy(raw, digest, error), source, now)
-            if self._seen(session, gate, adapter_name, source, digest):
+            if self._seen(session, adapter_name, source, digest):
                 return IngestResult(raw_id=None, problems=error.problems, duplicate=True)
             session.execute(insert(RawMessage), [raw_row.values()])
             self._service.audit.append(
@@ -652,15 +650,11 @@ class Ingestor:
                 return row
 
     @staticmethod
-    def _seen(
-        session: Session, gate: WriteGate, adapter_name: str, source: str, digest: str
-    ) -> bool:
-        """Whether these bytes from this source were processed before; remember them if
-        not, at the write gate (taken for the rest of the transaction)."""
+    def _seen(session: Session, adapter_name: str, source: str, digest: str) -> bool:
+        """Whether these bytes from this source were processed before; remember them if not."""
         consumer = _inbox_consumer(adapter_name, source)
         if applied_among(session, consumer, [digest]):
             return True
-        gate.enter()
         session.add(InboxEntry(consumer=consumer, message_id=digest))
         session.flush()
         return False

@@ -16,6 +16,7 @@ from broker.audit import AuditKind, AuditLog, AuditRecord
 from broker.batching import Batcher, together_else_each
 from broker.db import (
     applied_among,
+    gated_at_first_write,
     gated_session,
     mark_applied,
     remember_jti,
@@ -251,14 +252,11 @@ class IntakeConsumer:
         stored: list[tuple[int | None, str]] = []
         triaged: list[dict[str, Any]] = []
         refusal: SecurityError | None = None
-        sessions = self._service.sessions
-        with write_gate(sessions) as gate, session_scope(sessions) as session:
+        with gated_at_first_write(self._service.sessions) as session:
             if message_id and self._applied_among(session, [message_id]):
                 return StoreOutcome.DUPLICATE
             try:
                 result = self._open(body, opened, now)
-                stored_events = self._stored_events(session, [result.claims])
-                gate.enter()
                 # Remembered in the transaction that stores the alert: a replay is refused.
                 remember_jti(session, *result.jti)
             except SecurityError as exc:
@@ -269,7 +267,7 @@ class IntakeConsumer:
                     [(result.claims, body)],
                     now,
                     None,
-                    stored_events=stored_events,
+                    stored_events=self._stored_events(session, [result.claims]),
                     stored=stored,
                     triaged=triaged,
                 )
