@@ -41,6 +41,12 @@ beside ``--only ingest --only relay --only checkpoints``): the two processes que
 the database's write gate (a file lock), and the intake's commits are reported to the
 benchmark over a pipe; its CPU is counted with the service's.
 
+``--stages`` adds, for the broker's paced run, where each event's time went: when it
+passed each hop (the ingest's delivery, its prepared message, its batch's start and
+commit, the relay's publish, the intake's delivery, its batch's start and commit),
+observed by wrapping those methods in this benchmark's processes (the service is not
+changed), and reported hop to hop as percentiles.
+
 ``--without-triage`` skips the MASH intake's triage (linking the child, folding the
 episode, clocks, scoring) to show what the rest of the path costs; it is not the real
 path and its figures are labelled so.
@@ -56,8 +62,10 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import contextvars
 import functools
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -88,9 +96,11 @@ from pydantic import SecretStr  # noqa: E402
 from adapters import AdapterContext, get_adapter  # noqa: E402
 from broker.db import GateStats, write_gate_stats  # noqa: E402
 from broker.demokeys import ensure_demo_keys  # noqa: E402
+from broker.ingest import IngestWorker  # noqa: E402
 from broker.intake.consumer import IntakeConsumer  # noqa: E402
 from broker.keys import ENCRYPTION_ALG, SIGNING_ALG, KeyRegistry, PartyKeys  # noqa: E402
 from broker.logging import configure_logging  # noqa: E402
+from broker.messaging.publisher import Publisher  # noqa: E402
 from broker.policy import load_agreement  # noqa: E402
 from broker.runtime import ALL_PARTS, Runtime  # noqa: E402
 from broker.samples import render_all  # noqa: E402
@@ -319,6 +329,151 @@ def _native(raw: bytes, n: int) -> aio_pika.Message:
     )
 
 
+# --------------------------------------------------------------------------- stages
+
+
+#: The hops of the broker's path, in order (``--stages``); the first is the native
+#: message's publish, the last the commit of its MASH alert's batch.
+HOPS = (
+    "published",
+    "ingest received",
+    "prepared",
+    "ingest batch began",
+    "ingest committed",
+    "relay published",
+    "intake received",
+    "intake batch began",
+    "intake committed",
+)
+#: Off the path (the intake is often delivered the disclosure before the relay hears of
+#: the confirm), reported from ``relay published``.
+CONFIRMED = "relay confirmed"
+
+_ingest_message: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "bench_ingest_message", default=None
+)
+
+
+class StageClock:
+    """``--stages``: when each event passed each hop, by wrapping the methods at the hops.
+
+    Ingest hops are keyed by the native message's id, the rest by the MASH disclosure's
+    token id (its AMQP message id); ``disclosure`` joins the two. Only what happens while
+    ``recording`` is set is kept (the paced run, not the backlog rounds).
+    """
+
+    def __init__(self, mash: str) -> None:
+        self.marks: dict[str, dict[str, float]] = {hop: {} for hop in (*HOPS, CONFIRMED)}
+        #: Native message id → the MASH disclosure's token id.
+        self.disclosure: dict[str, str] = {}
+        self.recording = False
+        self._mash = mash
+
+    def mark(self, hop: str, key: str | None) -> None:
+        if self.recording and key is not None:
+            self.marks[hop].setdefault(key, time.perf_counter())
+
+    def merge(self, marks: dict[str, dict[str, float]], disclosure: dict[str, str]) -> None:
+        """Add the marks another process's clock made (the intake's, ``--intake-process``)."""
+        for hop, times in marks.items():
+            self.marks[hop].update(times)
+        self.disclosure.update(disclosure)
+
+    def _mash_tokens(self, prepared: Any) -> list[str]:
+        return [o["jti"] for o in prepared.batch.outbox if o.get("recipient") == self._mash]
+
+    def wrap_service(self) -> None:
+        """The ingest worker's and the relay's hops, in this process."""
+        clock = self
+        handle, prepare, store = (
+            IngestWorker._handle,
+            IngestWorker._prepare,
+            IngestWorker._store_batch,
+        )
+        publish = Publisher.publish_batch
+
+        async def _handle(worker: IngestWorker, message: Any) -> None:
+            clock.mark("ingest received", message.message_id)
+            _ingest_message.set(message.message_id)
+            await handle(worker, message)
+
+        async def _prepare(worker: IngestWorker, body: bytes, source: str) -> Any:
+            prepared = await prepare(worker, body, source)
+            native = _ingest_message.get()
+            clock.mark("prepared", native)
+            if clock.recording and native is not None:
+                for token in clock._mash_tokens(prepared):
+                    clock.disclosure[native] = token
+            return prepared
+
+        def _store_batch(worker: IngestWorker, items: Any) -> Any:
+            tokens = [t for item in items for t in clock._mash_tokens(item)]
+            for token in tokens:
+                clock.mark("ingest batch began", token)
+            outcomes = store(worker, items)
+            for token in tokens:
+                clock.mark("ingest committed", token)
+            return outcomes
+
+        async def _publish_batch(publisher: Publisher, messages: Any) -> Any:
+            for message in messages:
+                clock.mark("relay published", message.message_id)
+            results = await publish(publisher, messages)
+            for message in messages:
+                clock.mark(CONFIRMED, message.message_id)
+            return results
+
+        setattr(IngestWorker, "_handle", _handle)  # noqa: B010 - measuring only
+        setattr(IngestWorker, "_prepare", _prepare)  # noqa: B010 - measuring only
+        setattr(IngestWorker, "_store_batch", _store_batch)  # noqa: B010 - measuring only
+        setattr(Publisher, "publish_batch", _publish_batch)  # noqa: B010 - measuring only
+
+    def wrap_intake(self) -> None:
+        """The MASH intake's hops, in the process it runs in."""
+        clock = self
+        handle, store = IntakeConsumer._handle, IntakeConsumer._store_batch
+
+        async def _handle(consumer: IntakeConsumer, message: Any) -> None:
+            clock.mark("intake received", message.message_id)
+            await handle(consumer, message)
+
+        def _store_batch(consumer: IntakeConsumer, deliveries: Any) -> Any:
+            for delivery in deliveries:
+                clock.mark("intake batch began", delivery[1])
+            outcomes = store(consumer, deliveries)
+            for delivery in deliveries:
+                clock.mark("intake committed", delivery[1])
+            return outcomes
+
+        setattr(IntakeConsumer, "_handle", _handle)  # noqa: B010 - measuring only
+        setattr(IntakeConsumer, "_store_batch", _store_batch)  # noqa: B010 - measuring only
+
+    def hops(self, sent: dict[int, float], warm: int) -> list[tuple[str, str, list[float]]]:
+        """Per hop, its milliseconds for every measured event that passed them all."""
+        rows: list[list[float]] = []
+        for n, at in sent.items():
+            native = f"native-{n}"
+            token = self.disclosure.get(native)
+            if n < warm or token is None:
+                continue
+            times = [at]
+            for hop in HOPS[1:]:
+                key = native if hop in ("ingest received", "prepared") else token
+                if key not in self.marks[hop]:
+                    break
+                times.append(self.marks[hop][key])
+            else:
+                times.append(self.marks[CONFIRMED].get(token, float("nan")))
+                rows.append(times)
+        result = [
+            (HOPS[i - 1], HOPS[i], [(r[i] - r[i - 1]) * 1000 for r in rows])
+            for i in range(1, len(HOPS))
+        ]
+        confirmed = [(r[-1] - r[HOPS.index("relay published")]) * 1000 for r in rows]
+        result.append(("relay published", CONFIRMED, [c for c in confirmed if not math.isnan(c)]))
+        return result
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -354,6 +509,28 @@ class Latency:
     gate_transactions: int | None = None
     intake_gate_held_share: float | None = None
     intake_gate_transactions: int | None = None
+    #: ``--stages``: per hop of the path, its percentiles in milliseconds.
+    stages: list[HopTimes] | None = None
+
+
+@dataclass(frozen=True)
+class HopTimes:
+    """One hop of the broker's path over the paced run's measured events (``--stages``)."""
+
+    start: str
+    end: str
+    events: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+
+    @classmethod
+    def of(cls, start: str, end: str, samples: list[float]) -> HopTimes:
+        if len(samples) < 2:
+            nan = float("nan")
+            return cls(start, end, len(samples), nan, nan, nan)
+        q = statistics.quantiles(samples, n=100, method="inclusive")
+        return cls(start, end, len(samples), q[49], q[89], q[98])
 
 
 @dataclass
@@ -650,6 +827,8 @@ class IntakeOptions:
     """How the MASH intake's own process (``--intake-process``) runs and logs."""
 
     without_triage: bool = False
+    #: Mark the intake's hops (``--stages``) and send them to the benchmark at the end.
+    stages: bool = False
     log_level: str = "error"
     #: Its log file (JSON lines, as the service's); None: errors only, to the terminal.
     log_path: Path | None = None
@@ -680,6 +859,10 @@ def _intake_child(settings: Settings, results: Any, control: Any, options: Intak
         results.send([(event_id, now) for event_id in alerts])
 
     AlertClock(service, committed)
+    clock = StageClock(RECIPIENTS[0]) if options.stages else None
+    if clock is not None:
+        clock.wrap_intake()
+        clock.recording = True
 
     async def serve() -> None:
         runtime = Runtime(service, ("intake",))
@@ -695,6 +878,8 @@ def _intake_child(settings: Settings, results: Any, control: Any, options: Intak
 
     asyncio.run(serve())
     results.send(("gate", write_gate_stats(service.sessions)))
+    if clock is not None:
+        results.send(("stages", (clock.marks, clock.disclosure)))
     results.send(None)
 
 
@@ -716,6 +901,8 @@ class IntakeProcess:
         self.pids: list[int] = []
         #: What the process's writers spent at the write gate, once it has stopped.
         self.gate: GateStats | None = None
+        #: The intake's hops and disclosures (``IntakeOptions.stages``), once it has stopped.
+        self.stages: tuple[dict[str, dict[str, float]], dict[str, str]] | None = None
 
     async def start(self) -> None:
         self._process.start()
@@ -725,7 +912,9 @@ class IntakeProcess:
 
     def _read(self) -> None:
         while (batch := self._results.recv()) is not None:
-            if isinstance(batch, tuple):
+            if isinstance(batch, tuple) and batch[0] == "stages":
+                self.stages = batch[1]
+            elif isinstance(batch, tuple):
                 self.gate = batch[1]
             else:
                 self._committed.update(batch)
@@ -763,8 +952,10 @@ class BrokerHarness:
         settings: Settings,
         *,
         intake_process: IntakeOptions | None = None,
+        stages: bool = False,
     ) -> None:
-        """``intake_process``: run the MASH intake as a process of its own, so."""
+        """``intake_process``: run the MASH intake as a process of its own, so;
+        ``stages``: time the paced run's hops (``StageClock``)."""
         self._rabbit = rabbit
         self._settings = settings
         self.service = Service.load(settings)
@@ -774,11 +965,18 @@ class BrokerHarness:
         self._parts = PARTS if intake_process is None else tuple(p for p in PARTS if p != "intake")
         #: The intake's process of the last run, if it had one.
         self._intake: IntakeProcess | None = None
+        self._stages = StageClock(RECIPIENTS[0]) if stages else None
+        if self._stages is not None:
+            self._stages.wrap_service()
+            if intake_process is None:
+                self._stages.wrap_intake()
 
     @contextlib.asynccontextmanager
-    async def _running(self) -> Any:
+    async def _running(self, *, paced: bool = False) -> Any:
         """The service's runtime (and, with ``intake_process``, the intake's process)."""
         options = self._intake_process
+        if options is not None and paced and self._stages is not None:
+            options = replace(options, stages=True)
         intake = (
             None
             if options is None
@@ -827,7 +1025,10 @@ class BrokerHarness:
         ids = event_ids(messages)
         committed = self._clock.committed
         target = len(committed) + len(ids)
-        async with self._running():
+        stages = self._stages
+        async with self._running(paced=True):
+            if stages is not None:
+                stages.recording = True
             load = os.getloadavg()[0]
             gate_before, since = write_gate_stats(self.service.sessions), time.perf_counter()
             sent = await publish_paced(
@@ -844,6 +1045,14 @@ class BrokerHarness:
             gate_after, until = write_gate_stats(self.service.sessions), time.perf_counter()
         done = {first + k: committed[i] for k, i in enumerate(ids)}
         result = _latency(sent, done, first + warm, rate, load)
+        if stages is not None:
+            stages.recording = False
+            if self._intake is not None and self._intake.stages is not None:
+                stages.merge(*self._intake.stages)
+            result = replace(
+                result,
+                stages=[HopTimes.of(*hop) for hop in stages.hops(sent, first + warm)],
+            )
         if gate_before is None or gate_after is None:
             return result
         span = until - since
@@ -969,6 +1178,17 @@ def report(args: argparse.Namespace, backend: str, bare: PathResult, real: PathR
                 else ""
             )
         )
+    if real.latency is not None and real.latency.stages is not None:
+        print(
+            f"\nWhere the broker's paced events spent their time, hop by hop "
+            f"({real.latency.stages[0].events:,} events):\n\n"
+            "| from | to | p50 ms | p90 ms | p99 ms |\n|---|---|---:|---:|---:|"
+        )
+        for hop in real.latency.stages:
+            print(
+                f"| {hop.start} | {hop.end} | {_ms(hop.p50_ms)} | {_ms(hop.p90_ms)} | "
+                f"{_ms(hop.p99_ms)} |"
+            )
     if real.latency is not None:
         p99_ok = real.latency.p99_ms <= TARGET_P99_MS
         ok = ok and p99_ok
@@ -1051,6 +1271,7 @@ async def run(args: argparse.Namespace) -> bool:
                     )
                     if args.intake_process
                     else None,
+                    stages=args.stages,
                 )
                 await broker.setup()
             try:
@@ -1119,6 +1340,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--only", choices=["bare", "broker"], default=None, help="measure one path (profiling)"
+    )
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="time the broker's paced run hop by hop (ingest, batch, relay, intake)",
     )
     parser.add_argument(
         "--without-triage",

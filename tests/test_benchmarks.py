@@ -46,7 +46,7 @@ def test_the_intake_benchmark_runs_every_case() -> None:
 @pytest.mark.rabbitmq
 @pytest.mark.parametrize(
     "options",
-    [[], ["--intake-process", "--without-triage"]],
+    [["--stages"], ["--intake-process", "--without-triage", "--stages"]],
     ids=["one-process", "intake-process-without-triage"],
 )
 def test_the_pipeline_benchmark_stores_every_event(options: list[str]) -> None:
@@ -66,6 +66,27 @@ def test_the_pipeline_benchmark_stores_every_event(options: list[str]) -> None:
     # The real path triages every alert; the diagnostic skips it, in the intake's process too.
     assert triaged == (0 if "--without-triage" in options else alerts)
     assert "throughput broker/bare" in out
+    # Every measured event is timed at every hop of the path, in either process layout.
+    measured = int(rate * seconds)
+    header = re.search(r"hop by hop \(([\d,]+) events\)", out)
+    assert header is not None, out
+    assert abs(int(header.group(1).replace(",", "")) - measured) <= 1, out
+    hops = re.findall(
+        r"^\| ([a-z ]+) \| ([a-z ]+) \| ([\d.,]+) \| [\d.,]+ \| [\d.,]+ \|$", out, re.M
+    )
+    assert [(start, end) for start, end, _ in hops] == [
+        ("published", "ingest received"),
+        ("ingest received", "prepared"),
+        ("prepared", "ingest batch began"),
+        ("ingest batch began", "ingest committed"),
+        ("ingest committed", "relay published"),
+        ("relay published", "intake received"),
+        ("intake received", "intake batch began"),
+        ("intake batch began", "intake committed"),
+        ("relay published", "relay confirmed"),
+    ]
+    # Every hop runs forward: the processes' marks share one clock (CLOCK_MONOTONIC).
+    assert all(float(p50.replace(",", "")) >= 0 for *_, p50 in hops[:-1]), out
 
 
 @pytest.mark.parametrize("keys", [[], ["--idempotency-keys"]], ids=["plain", "idempotency keys"])
