@@ -413,6 +413,8 @@ class StageClock:
             return prepared
 
         def _store_batch(worker: IngestWorker, items: Any) -> Any:
+            if not clock.recording:
+                return store(worker, items)
             tokens = [t for item in items for t in clock._mash_tokens(item)]
             for token in tokens:
                 clock.mark("ingest batch began", token)
