@@ -6,10 +6,13 @@ tests); what is checked is that every path they drive completes and does its wor
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -114,3 +117,54 @@ def test_the_http_benchmark_has_every_request_accepted(keys: list[str]) -> None:
 def test_the_other_benchmarks_run(command: list[str]) -> None:
     out = _bench(*command)
     assert "msg/s" in out or "best us" in out, out
+
+
+@pytest.mark.parametrize(
+    ("step", "done"),
+    [
+        ("prepare", "prepare: 6 messages, 12 disclosures sealed"),
+        ("ingest", "ingest: 6 messages stored, 12 disclosures in the outbox"),
+        ("open", "open: 6 disclosures opened"),
+        ("intake", "intake: 6 alerts stored"),
+    ],
+)
+def test_each_step_the_instruction_count_measures_does_its_work(step: str, done: str) -> None:
+    # The process Valgrind watches, run without it: the step's work, on a set-up of 9.
+    out = _bench("bench_instructions.py", "--child", step, "6", "9", "3")
+    assert out.strip() == done
+
+
+def _instructions_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "bench_instructions", ROOT / "bench" / "bench_instructions.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_instruction_count_is_the_difference_per_extra_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = _instructions_module()
+    counted = {30: 7_000_000_000, 120: 7_900_000_000}
+    monkeypatch.setattr(module, "instructions", lambda step, count, total, batch: counted[count])
+    figures = module.measure("intake", 30, 120, 3)
+    assert figures["per_message"] == 10_000_000
+    assert figures["per_transaction"] == 30_000_000
+    assert "per_transaction" not in module.measure("open", 30, 120, 3)
+    with pytest.raises(SystemExit, match="multiples of --batch"):
+        module.measure("ingest", 30, 100, 3)
+
+
+@pytest.mark.soak
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+def test_instructions_counted_under_valgrind_repeat_exactly() -> None:
+    # Two runs of the same measure agree to within a thousandth (PYTHONHASHSEED is fixed).
+    module = _instructions_module()
+    first = module.measure("open", 2, 6, 1)["per_message"]
+    second = module.measure("open", 2, 6, 1)["per_message"]
+    assert first > 0
+    assert abs(first - second) / first < 0.001
