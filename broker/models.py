@@ -93,8 +93,12 @@ def new_row(model: type[_Table], /, **values: Any) -> _Table:
             state[name] = info.default
     # Mapped as a constructor or a query would map it, so that its attributes read (an
     # ORM statement configures the mappers too, but rows may be made before any runs).
-    configure_mappers()
-    row: _Table = instrumentation.manager_of_class(model).new_instance()
+    # Asked of this model's mapper: ``configure_mappers`` copies the set of every
+    # registry under a lock at each call, even with nothing left to configure.
+    manager = instrumentation.manager_of_class(model)
+    if not manager.mapper.configured:
+        configure_mappers()
+    row: _Table = manager.new_instance()
     row.__dict__.update(state)
     object.__setattr__(row, "__pydantic_fields_set__", set(values))
     return row

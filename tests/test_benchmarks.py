@@ -162,9 +162,10 @@ def test_the_instruction_count_is_the_difference_per_extra_message(
 @pytest.mark.soak
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
 def test_instructions_counted_under_valgrind_repeat_exactly() -> None:
-    # Two runs of the same measure agree to within a thousandth (PYTHONHASHSEED is fixed).
+    # Two runs of the same measure agree closely (PYTHONHASHSEED is fixed; the keys and
+    # token ids are random): the difference a change must exceed to be seen.
     module = _instructions_module()
-    first = module.measure("open", 2, 6, 1)["per_message"]
-    second = module.measure("open", 2, 6, 1)["per_message"]
+    first = module.measure("intake", 6, 24, 3)["per_message"]
+    second = module.measure("intake", 6, 24, 3)["per_message"]
     assert first > 0
-    assert abs(first - second) / first < 0.001
+    assert abs(first - second) / first < 0.01
