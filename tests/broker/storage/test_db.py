@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlmodel import Session, SQLModel, select
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+from sqlmodel import Session, SQLModel, col, select
 
 import broker.api.tables
 import broker.intake.tables
@@ -25,7 +26,7 @@ from broker.db import (
     session_scope,
 )
 from broker.exceptions import ConfigurationError, TransportError
-from broker.models import InboxEntry, OutboxMessage, OutboxStatus, ReplaySeen
+from broker.models import InboxEntry, OutboxMessage, OutboxStatus, ReplaySeen, UtcDateTime
 from broker.settings import Settings
 from tests.broker.storage import tamper
 
@@ -217,6 +218,61 @@ def test_naive_datetimes_are_refused(db_session: Session) -> None:
     db_session.add(ReplaySeen(jti="jti-naive", expires_at=datetime(2026, 6, 1)))  # noqa: DTZ001
     with pytest.raises(sa.exc.StatementError, match="naive datetime refused"):
         db_session.flush()
+
+
+def _instants() -> list[datetime]:
+    """Aware instants across the range SQLite's text must order correctly: whole seconds,
+    microseconds, early years, offsets either side of UTC and a leap day."""
+    zones = [UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-9, minutes=-30))]
+    moments = [
+        datetime(2026, 12, 7, 19, 0, 0),  # noqa: DTZ001 - made aware below
+        datetime(2026, 3, 29, 1, 30, 0, 123456),  # noqa: DTZ001
+        datetime(2028, 2, 29, 23, 59, 59, 999999),  # noqa: DTZ001
+        datetime(999, 1, 1, 12, 0, 0, 5),  # noqa: DTZ001
+        datetime(9998, 12, 31, 0, 0, 0, 1),  # noqa: DTZ001
+    ]
+    return [moment.replace(tzinfo=zone) for moment in moments for zone in zones]
+
+
+def test_sqlites_datetime_text_is_what_sqlalchemys_own_processor_writes() -> None:
+    # UtcDateTime writes SQLite's text itself (a faster path); it must be the very text
+    # SQLAlchemy's DATETIME would write for the same UTC instant, or stored values, their
+    # order and their reading would change.
+    dialect = sqlite_dialect()
+    ours = UtcDateTime()._cached_bind_processor(dialect)
+    theirs = sa.DateTime()._cached_bind_processor(dialect)
+    assert ours is not None
+    assert theirs is not None
+    for instant in _instants():
+        assert ours(instant) == theirs(instant.astimezone(UTC).replace(tzinfo=None)), instant
+    assert ours(None) is None
+    with pytest.raises(ValueError, match="naive datetime refused"):
+        ours(datetime(2026, 6, 1))  # noqa: DTZ001 - the point of the test
+
+
+def test_datetimes_written_and_compared_in_the_database_keep_their_order(
+    db_session: Session,
+) -> None:
+    # On both databases: stored instants come back equal, and the database orders and
+    # compares them as instants (SQLite compares the text).
+    instants = _instants()
+    for number, instant in enumerate(instants):
+        db_session.add(ReplaySeen(jti=f"jti-order-{number:02d}", expires_at=instant))
+    db_session.flush()
+    db_session.expire_all()
+    ordered = db_session.exec(
+        select(ReplaySeen)
+        .where(col(ReplaySeen.jti).startswith("jti-order-"))
+        .order_by(col(ReplaySeen.expires_at))
+    ).all()
+    assert [row.expires_at for row in ordered] == sorted(instants)
+    middle = sorted(instants)[len(instants) // 2]
+    later = db_session.exec(
+        select(ReplaySeen).where(
+            col(ReplaySeen.jti).startswith("jti-order-"), col(ReplaySeen.expires_at) > middle
+        )
+    ).all()
+    assert sorted(row.expires_at for row in later) == [i for i in sorted(instants) if i > middle]
 
 
 def test_sqlite_stores_utc_text_readable_by_other_tools(tmp_path: Path) -> None:
