@@ -126,6 +126,7 @@ def test_the_other_benchmarks_run(command: list[str]) -> None:
         ("ingest", "ingest: 6 messages stored, 12 disclosures in the outbox"),
         ("open", "open: 6 disclosures opened"),
         ("intake", "intake: 6 alerts stored"),
+        ("intake-episodes", "intake-episodes: 6 alerts stored"),
     ],
 )
 def test_each_step_the_instruction_count_measures_does_its_work(step: str, done: str) -> None:
