@@ -240,7 +240,7 @@ def test_sqlites_datetime_text_is_what_sqlalchemys_own_processor_writes() -> Non
     # order and their reading would change.
     dialect = sqlite_dialect()
     ours = UtcDateTime()._cached_bind_processor(dialect)
-    theirs = sa.DateTime()._cached_bind_processor(dialect)
+    theirs = UtcDateTime.impl._cached_bind_processor(dialect)  # the type it decorates
     assert ours is not None
     assert theirs is not None
     for instant in _instants():
