@@ -105,7 +105,11 @@ def new_row(model: type[_Table], /, **values: Any) -> _Table:
     return row
 
 
-_NAIVE_REFUSED = "naive datetime refused: store timezone-aware UTC instants only"
+def _aware_utc(value: datetime) -> datetime:
+    """``value`` in UTC; a naive datetime is refused (its instant is unknown)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("naive datetime refused: store timezone-aware UTC instants only")
+    return value.astimezone(UTC)
 
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
@@ -122,9 +126,7 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
         """Refuse naive values and normalise to UTC before they reach the driver."""
         if value is None:
             return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(_NAIVE_REFUSED)
-        value = value.astimezone(UTC)
+        value = _aware_utc(value)
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value
@@ -145,9 +147,7 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
         def to_sqlite_text(value: datetime | None) -> str | None:
             if value is None:
                 return None
-            if value.tzinfo is None or value.utcoffset() is None:
-                raise ValueError(_NAIVE_REFUSED)
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            return _aware_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
         return to_sqlite_text
 
