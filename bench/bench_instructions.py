@@ -6,7 +6,7 @@ of the same idle machine), so a change of a few percent cannot be seen in timing
 Instructions executed can: each step is run under ``valgrind --tool=cachegrind`` twice,
 over ``--small`` and ``--large`` messages, with the same set-up (the same messages made,
 sealed and opened in both, ``PYTHONHASHSEED`` fixed), and the difference is divided by the
-extra messages. Repeat runs of the ``intake`` step agreed to within 0.03%; the others
+extra messages. Repeat runs of the ``intake`` step agreed to within 0.04%; the others
 vary by up to about 2% (their keys, token ids and so index positions are random).
 
 Run from a checkout (needs ``valgrind``; each step takes a minute or two)::

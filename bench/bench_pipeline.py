@@ -408,7 +408,8 @@ class StageClock:
             native = _ingest_message.get()
             clock.mark("prepared", native)
             if clock.recording and native is not None:
-                for token in clock._mash_tokens(prepared):
+                # One disclosure a message goes to the MASH (one outbox row a recipient).
+                for token in clock._mash_tokens(prepared)[:1]:
                     clock.disclosure[native] = token
             return prepared
 
