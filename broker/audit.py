@@ -47,6 +47,7 @@ from broker.models import (
     AuditKind,
     utc_now,
 )
+from broker.rowinsert import RowInsert
 from schemas.common import is_valid_nhs_number
 
 __all__ = [
@@ -351,7 +352,7 @@ _MOVE_HEAD = (
         updated_at=sa.bindparam("head_at", type_=_HEAD.c.updated_at.type),
     )
 )
-_INSERT_ENTRIES = sa.insert(_ENTRY)
+_INSERT_ENTRIES = RowInsert(_ENTRY)
 
 
 def _lock_head(connection: Connection, advance: int) -> tuple[int, str]:
@@ -455,7 +456,7 @@ class AuditLog:
             values = {**entry.values, "seq": seq, "at": at, "prev_hash": prev_hash}
             values["hash"] = prev_hash = _draft_hash(entry, chain)
             rows.append(values)
-        connection.execute(_INSERT_ENTRIES, rows)
+        _INSERT_ENTRIES(connection, rows)
         connection.execute(_MOVE_HEAD, {"head_hash": prev_hash, "head_at": at})
         # Plain frozen values: building ORM objects here would cost more than the insert.
         return [AppendedEntry(**{**row, "fields": tuple(row["fields"])}) for row in rows]

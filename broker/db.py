@@ -26,6 +26,7 @@ from sqlmodel import Session, SQLModel
 
 from broker.exceptions import ConfigurationError, ReplayDetected, TransportError
 from broker.models import InboxEntry, utc_now
+from broker.rowinsert import RowInsert
 from broker.settings import Settings
 
 __all__ = [
@@ -684,14 +685,14 @@ _APPLIED = sa.select(_INBOX.c.message_id).where(
     _INBOX.c.consumer == sa.bindparam("consumer"),
     _INBOX.c.message_id.in_(sa.bindparam("message_ids", expanding=True)),
 )
-_INSERT_INBOX = sa.insert(_INBOX)
+_INSERT_INBOX = RowInsert(_INBOX)
 
 
 def mark_applied(connection: Connection, entries: Sequence[Mapping[str, Any]]) -> None:
     """Add inbox rows (``consumer``, ``message_id``, ``processed_at`` each) in one
     statement: those messages are applied, in the caller's transaction."""
     if entries:
-        connection.execute(_INSERT_INBOX, list(entries))
+        _INSERT_INBOX(connection, entries)
 
 
 def applied_among(

@@ -38,6 +38,7 @@ from broker.envelope import EnvelopeLimits
 from broker.logging import get_logger
 from broker.models import InboxEntry, OutboxMessage, OutboxStatus, RawMessage, SealedRaw
 from broker.policy import Decision, evaluate
+from broker.rowinsert import RowInsert
 from broker.service import Service
 from broker.topology import DISCLOSURES_EXCHANGE, disclosure_routing_key
 from schemas import Event, Provenance
@@ -56,8 +57,8 @@ _log = get_logger("pipeline")
 
 
 # Core statements, built once: the ORM's bulk-insert path cost more than the inserts.
-_INSERT_RAW = insert(SQLModel.metadata.tables[RawMessage.__tablename__])
-_INSERT_OUTBOX = insert(SQLModel.metadata.tables[OutboxMessage.__tablename__])
+_INSERT_RAW = RowInsert(SQLModel.metadata.tables[RawMessage.__tablename__])
+_INSERT_OUTBOX = RowInsert(SQLModel.metadata.tables[OutboxMessage.__tablename__])
 
 
 def message_digest(raw: bytes) -> str:
@@ -407,10 +408,10 @@ class Ingestor:
                         for i in stored
                     ],
                 )
-                connection.execute(_INSERT_RAW, [i.raw_row.values() for i in stored])
+                _INSERT_RAW(connection, [i.raw_row.values() for i in stored])
                 outbox = [row for i in stored for row in i.batch.outbox]
                 if outbox:
-                    connection.execute(_INSERT_OUTBOX, outbox)
+                    _INSERT_OUTBOX(connection, outbox)
                 self._service.audit.append_many(
                     session, [entry for i in stored for entry in i.drafts]
                 )

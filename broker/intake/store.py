@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, bindparam, insert, or_, select
+from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, SQLModel, col
 
@@ -67,6 +67,7 @@ from broker.intake.tables import (
 )
 from broker.logging import get_logger
 from broker.models import MashAlert, new_row, utc_now
+from broker.rowinsert import RowInsert
 from schemas import DisclosureClaims
 from schemas.events import (
     CaseStatus,
@@ -270,14 +271,14 @@ _Row = TypeVar("_Row", bound=SQLModel)
 #: ``session.info`` key: the triage rows of a batch, written together at its end.
 _TRIAGED = "intake.triaged"
 _TRIAGE_ROWS = SQLModel.metadata.tables[IntakeAlert.__tablename__]
-_INSERT_TRIAGE = insert(_TRIAGE_ROWS)
+_INSERT_TRIAGE = RowInsert(_TRIAGE_ROWS)
 
 #: The rows a triage batch makes that are keyed by what they are (no id to read back):
 #: those still pending at its end are written by one INSERT a table, in this order,
 #: instead of the ORM's flush, which costs several times the statement.
 _NEW_BY_INSERT: tuple[type[SQLModel], ...] = (IntakeChild, IntakeEpisode, IntakeClock)
 _INSERT_NEW = {
-    model: (insert(table), tuple(c.name for c in table.columns))
+    model: (RowInsert(table), tuple(c.name for c in table.columns))
     for model in _NEW_BY_INSERT
     for table in [SQLModel.metadata.tables[str(model.__tablename__)]]
 }
@@ -373,7 +374,7 @@ def triage_batch(
             if triaged:
                 # The batch's triage rows, in one statement; nothing in the triage reads
                 # them back (a batch's episodes know their alerts' facts from ``preload``).
-                session.connection().execute(_INSERT_TRIAGE, triaged)
+                _INSERT_TRIAGE(session.connection(), triaged)
     finally:
         session.info.pop(_MADE, None)
         session.info.pop(_PARSED, None)
@@ -396,10 +397,8 @@ def _insert_new_rows(session: Session) -> None:
     for model in _NEW_BY_INSERT:
         rows = pending.get(model)
         if rows:
-            statement, columns = _INSERT_NEW[model]
-            connection.execute(
-                statement, [{name: getattr(row, name) for name in columns} for row in rows]
-            )
+            into, columns = _INSERT_NEW[model]
+            into(connection, [{name: getattr(row, name) for name in columns} for row in rows])
             for row in rows:
                 session.expunge(row)
 
