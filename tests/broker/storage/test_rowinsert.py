@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
@@ -65,10 +64,10 @@ def _rows(prefix: str, count: int) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def sample_session(db_session: Session) -> Iterator[Session]:
+def sample_session(db_session: Session) -> Session:
     """``db_session`` with the sample table made in its transaction (gone at its end)."""
     _METADATA.create_all(db_session.connection())
-    yield db_session
+    return db_session
 
 
 def _stored(session: Session, keys: list[str]) -> list[tuple[Any, ...]]:
@@ -106,7 +105,8 @@ class _Statements:
         executemany: bool,
     ) -> None:
         count = len(parameters) if executemany else 1
-        self.seen.append((statement.split()[0].upper(), context.compiled is not None, count))
+        verb = statement.split(maxsplit=1)[0].upper()
+        self.seen.append((verb, context.compiled is not None, count))
 
 
 @pytest.mark.parametrize("count", [1, 3, 17])
@@ -183,15 +183,10 @@ def test_the_inbox_rows_of_the_message_path(db_session: Session) -> None:
     now = datetime.now(UTC)
     mark_applied(
         db_session.connection(),
-        [
-            {"consumer": "rowinsert", "message_id": f"m-{n}", "processed_at": now}
-            for n in range(3)
-        ],
+        [{"consumer": "rowinsert", "message_id": f"m-{n}", "processed_at": now} for n in range(3)],
     )
     table = SQLModel.metadata.tables[InboxEntry.__tablename__]
     found = db_session.connection().execute(
-        sa.select(table.c.message_id, table.c.processed_at).where(
-            table.c.consumer == "rowinsert"
-        )
+        sa.select(table.c.message_id, table.c.processed_at).where(table.c.consumer == "rowinsert")
     )
     assert sorted(found.all()) == [(f"m-{n}", now) for n in range(3)]
