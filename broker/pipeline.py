@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel
@@ -56,7 +55,8 @@ __all__ = [
 _log = get_logger("pipeline")
 
 
-# Core statements, built once: the ORM's bulk-insert path cost more than the inserts.
+# A batch's rows by one INSERT a table, compiled once and handed to the driver (the ORM's
+# bulk-insert path, and SQLAlchemy's execution, cost more than the inserts).
 _INSERT_RAW = RowInsert(SQLModel.metadata.tables[RawMessage.__tablename__])
 _INSERT_OUTBOX = RowInsert(SQLModel.metadata.tables[OutboxMessage.__tablename__])
 
@@ -236,7 +236,7 @@ class Ingestor:
                 raw_row = self._raw_row(channel, raw, source, now)
                 if self._seen(session, channel, source, digest):
                     return IngestResult(raw_id=None, duplicate=True)
-                session.execute(insert(RawMessage), [raw_row.values()])
+                _INSERT_RAW(session.connection(), [raw_row.values()])
                 if in_transaction is not None:
                     in_transaction(session)
                 detail = f"adapter={channel} raw_id={raw_row.id}"
@@ -252,8 +252,7 @@ class Ingestor:
                     )
                     for e in events
                 ]
-                if batch.outbox:
-                    session.execute(insert(OutboxMessage), batch.outbox)
+                _INSERT_OUTBOX(session.connection(), batch.outbox)
                 self._service.audit.append_many(session, [*received, *batch.audit])
         except IntegrityError:
             # Another worker committed the same message first (the inbox key is unique).
@@ -618,7 +617,7 @@ class Ingestor:
             raw_row = self._raw_row(adapter_name, kept_copy(raw, digest, error), source, now)
             if self._seen(session, adapter_name, source, digest):
                 return IngestResult(raw_id=None, problems=error.problems, duplicate=True)
-            session.execute(insert(RawMessage), [raw_row.values()])
+            _INSERT_RAW(session.connection(), [raw_row.values()])
             self._service.audit.append(
                 session,
                 kind=AuditKind.REJECTED,
