@@ -21,6 +21,12 @@ Steps (SQLite in a temporary directory, the service's own code, no AMQP):
   process's work: adapter, policy, two seals, audit drafts), per message;
 - ``ingest``: ``Ingestor.store_prepared`` of prepared messages in transactions of
   ``--batch``, per transaction;
+- ``relay``: the outbox relay's database work (``OutboxRelay``'s selection of due rows
+  and its recording of their outcome, without AMQP: every publish counted confirmed),
+  per message: a selection of the rows of ``--batch`` messages at a time, the rows in
+  flight excluded, and a recording every ``RELAY_RECORD_EVERY`` selections, as at 200
+  events a second (a commit of two or three messages; a recording every 50 ms). The
+  ingest stores all the messages in the set-up, so the step counts the relay alone;
 - ``open``: the MASH opening its disclosures (``DisclosureOpener.open``), per disclosure;
 - ``intake``: ``IntakeConsumer.store_many`` of opened disclosures in transactions of
   ``--batch`` (inbox, replay store, alert, audit, triage), per transaction; each alert a
@@ -47,7 +53,7 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -60,14 +66,18 @@ from pydantic import SecretStr  # noqa: E402
 from broker.demokeys import ensure_demo_keys  # noqa: E402
 from broker.intake.consumer import IntakeConsumer  # noqa: E402
 from broker.logging import configure_logging  # noqa: E402
-from broker.pipeline import Ingestor  # noqa: E402
+from broker.messaging.publisher import Publisher, PublishResult, PublishStatus  # noqa: E402
+from broker.outbox import OutboxRelay  # noqa: E402
+from broker.pipeline import Ingestor, PreparedMessage  # noqa: E402
 from broker.policy import load_agreement  # noqa: E402
 from broker.service import Service  # noqa: E402
 from broker.settings import CryptoSettings, DatabaseSettings, Settings  # noqa: E402
 
-STEPS = ("prepare", "ingest", "open", "intake", "intake-episodes")
+STEPS = ("prepare", "ingest", "relay", "open", "intake", "intake-episodes")
 #: Steps whose unit is a transaction of ``--batch`` messages.
-BATCHED = frozenset({"ingest", "intake", "intake-episodes"})
+BATCHED = frozenset({"ingest", "relay", "intake", "intake-episodes"})
+#: Selections of due rows between two recordings in the ``relay`` step.
+RELAY_RECORD_EVERY = 5
 #: The police party the benchmark's messages come from (``bench/agreement.yaml``).
 SOURCE = "tvp-police"
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
@@ -98,6 +108,8 @@ def _ingest_side(service: Service, step: str, count: int, total: int, batch: int
         )
         return f"prepare: {count} messages, {sealed} disclosures sealed"
     prepared = [ingestor.prepare("police", raw, SOURCE, received_at=now) for raw in raws]
+    if step == "relay":
+        return _relay(service, ingestor, prepared, count, batch)
     shared = 0
     for start in range(0, count, batch):
         results = ingestor.store_prepared(prepared[start : start + batch])
@@ -105,6 +117,27 @@ def _ingest_side(service: Service, step: str, count: int, total: int, batch: int
             raise SystemExit("a message was rejected")
         shared += sum(result.disclosures for result in results)
     return f"ingest: {count} messages stored, {shared} disclosures in the outbox"
+
+
+def _relay(
+    service: Service, ingestor: Ingestor, prepared: list[PreparedMessage], count: int, batch: int
+) -> str:
+    for start in range(0, len(prepared), batch):
+        ingestor.store_prepared(prepared[start : start + batch])
+    rows_a_message = len(prepared[0].batch.outbox)
+    # Never published: the relay's publisher is not called by the two steps counted.
+    relay = OutboxRelay(service, cast(Publisher, None), batch_size=rows_a_message * batch)
+    in_flight: list[Any] = []
+    selected = recorded = 0
+    for selection in range(1, count // batch + 1):
+        rows = relay._due_rows(frozenset(row.id for row in in_flight))
+        in_flight.extend(rows)
+        selected += len(rows)
+        if selection % RELAY_RECORD_EVERY == 0 or selection == count // batch:
+            outcomes = [PublishResult(row.jti, PublishStatus.CONFIRMED) for row in in_flight]
+            recorded += relay._record(in_flight, outcomes).sent
+            in_flight = []
+    return f"relay: {count} messages, {selected} rows selected, {recorded} recorded sent"
 
 
 def _intake_side(service: Service, step: str, count: int, total: int, batch: int) -> str:
@@ -131,7 +164,7 @@ def run_step(step: str, count: int, total: int, batch: int) -> str:
     the first ``count`` of them; what it did, in a line."""
     configure_logging("warning")
     workdir = Path(tempfile.mkdtemp(prefix="mash-instructions-"))
-    ingest_side = step in ("prepare", "ingest")
+    ingest_side = step in ("prepare", "ingest", "relay")
     try:
         if ingest_side:
             service = _service(workdir, bench_pipeline.AGREEMENT, bench_pipeline.SERVICE_PARTY)
@@ -213,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         figures = results[step] = measure(step, args.small, args.large, args.batch)
         line = f"{step:8} {figures['per_message'] / 1e6:8.3f} M instructions a message"
         if "per_transaction" in figures:
-            line += f"   {figures['per_transaction'] / 1e6:8.3f} M a transaction of {args.batch}"
+            unit = "selection" if step == "relay" else "transaction"
+            line += f"   {figures['per_transaction'] / 1e6:8.3f} M a {unit} of {args.batch}"
         print(line, flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))

@@ -124,6 +124,7 @@ def test_the_other_benchmarks_run(command: list[str]) -> None:
     [
         ("prepare", "prepare: 6 messages, 12 disclosures sealed"),
         ("ingest", "ingest: 6 messages stored, 12 disclosures in the outbox"),
+        ("relay", "relay: 6 messages, 12 rows selected, 12 recorded sent"),
         ("open", "open: 6 disclosures opened"),
         ("intake", "intake: 6 alerts stored"),
         ("intake-episodes", "intake-episodes: 6 alerts stored"),
