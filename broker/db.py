@@ -691,8 +691,7 @@ _INSERT_INBOX = RowInsert(_INBOX)
 def mark_applied(connection: Connection, entries: Sequence[Mapping[str, Any]]) -> None:
     """Add inbox rows (``consumer``, ``message_id``, ``processed_at`` each) in one
     statement: those messages are applied, in the caller's transaction."""
-    if entries:
-        _INSERT_INBOX(connection, entries)
+    _INSERT_INBOX(connection, entries)
 
 
 def applied_among(

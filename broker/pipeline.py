@@ -408,9 +408,7 @@ class Ingestor:
                     ],
                 )
                 _INSERT_RAW(connection, [i.raw_row.values() for i in stored])
-                outbox = [row for i in stored for row in i.batch.outbox]
-                if outbox:
-                    _INSERT_OUTBOX(connection, outbox)
+                _INSERT_OUTBOX(connection, [row for i in stored for row in i.batch.outbox])
                 self._service.audit.append_many(
                     session, [entry for i in stored for entry in i.drafts]
                 )

@@ -83,7 +83,8 @@ class RowInsert:
     """
 
     def __init__(self, table: sa.Table) -> None:
-        self.table = table
+        #: The table's column names, for callers that build rows from objects.
+        self.columns = tuple(column.name for column in table.columns)
         self._statement = sa.insert(table)
         # Per engine's dialect (its JSON serialiser, say, is its own): plans by columns.
         self._plans: weakref.WeakKeyDictionary[Dialect, dict[tuple[str, ...], _Plan | None]] = (

@@ -278,9 +278,7 @@ _INSERT_TRIAGE = RowInsert(_TRIAGE_ROWS)
 #: instead of the ORM's flush, which costs several times the statement.
 _NEW_BY_INSERT: tuple[type[SQLModel], ...] = (IntakeChild, IntakeEpisode, IntakeClock)
 _INSERT_NEW = {
-    model: (RowInsert(table), tuple(c.name for c in table.columns))
-    for model in _NEW_BY_INSERT
-    for table in [SQLModel.metadata.tables[str(model.__tablename__)]]
+    model: RowInsert(SQLModel.metadata.tables[str(model.__tablename__)]) for model in _NEW_BY_INSERT
 }
 
 #: ``session.info`` key: what ``IntakeStore.preload`` read for a triage batch.
@@ -397,8 +395,8 @@ def _insert_new_rows(session: Session) -> None:
     for model in _NEW_BY_INSERT:
         rows = pending.get(model)
         if rows:
-            into, columns = _INSERT_NEW[model]
-            into(connection, [{name: getattr(row, name) for name in columns} for row in rows])
+            into = _INSERT_NEW[model]
+            into(connection, [{name: getattr(row, name) for name in into.columns} for row in rows])
             for row in rows:
                 session.expunge(row)
 
