@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -87,19 +88,32 @@ async def connect(
         TransportError: the broker is unreachable, refused the login, or was too slow.
     """
     limit = settings.timeout_seconds if within is None else within
+    connection = aio_pika.Connection(
+        aio_pika.connection.make_url(settings.url.get_secret_value()),
+        client_properties={"connection_name": f"mash-broker {name}"},
+    )
     try:
         async with asyncio.timeout(limit):
-            return await aio_pika.connect(
-                settings.url.get_secret_value(),
-                timeout=limit,
-                client_properties={"connection_name": f"mash-broker {name}"},
-            )
-    except AMQP_ERRORS as exc:
-        # The message names the endpoint without the URL, which carries the password.
-        raise TransportError(
-            f"AMQP connection {name!r} to {describe_url(settings)} failed: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+            await connection.connect(timeout=limit)
+    except BaseException as exc:
+        # Closed here, on this loop: a connection that failed to open and is left to the
+        # garbage collector schedules its close from wherever that runs (another thread,
+        # a closed loop), where it cannot run.
+        await _close_quietly(connection)
+        if isinstance(exc, AMQP_ERRORS):
+            # The message names the endpoint without the URL, which carries the password.
+            raise TransportError(
+                f"AMQP connection {name!r} to {describe_url(settings)} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        raise
+    return connection
+
+
+async def _close_quietly(connection: aio_pika.Connection) -> None:
+    # It never opened: whatever closing it raises, there is nothing more to close.
+    with contextlib.suppress(Exception):
+        await asyncio.shield(connection.close())
 
 
 async def connect_with_backoff(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import inspect
+from typing import Any
 
+import aio_pika
 import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
@@ -80,6 +82,29 @@ async def test_connect_failure_names_the_endpoint_not_the_password():
         await connect(settings, name="probe")
     assert "'probe' to 127.0.0.1:1 vhost=/" in str(caught.value)
     assert "pa55word" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["amqp://mash:pa55word@127.0.0.1:1/", "amqp://mash:wrong@127.0.0.1:5672/"]
+)
+async def test_a_connection_that_fails_to_open_is_closed_at_once(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Left to the garbage collector, a connection that never opened schedules its close
+    # from wherever the collector runs (a worker thread, say), where it cannot run.
+    made: list[aio_pika.Connection] = []
+    real_init = aio_pika.Connection.__init__
+
+    def recorded(self: aio_pika.Connection, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(aio_pika.Connection, "__init__", recorded)
+    settings = AmqpSettings(url=SecretStr(url), timeout_seconds=2)
+    with pytest.raises(TransportError):
+        await connect(settings, name="probe")
+    assert len(made) == 1
+    assert made[0].is_closed
 
 
 async def test_connect_with_backoff_retries_then_gives_up_in_time():
