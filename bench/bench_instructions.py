@@ -26,7 +26,11 @@ Steps (SQLite in a temporary directory, the service's own code, no AMQP):
   per message: a selection of the rows of ``--batch`` messages at a time, the rows in
   flight excluded, and a recording every ``RELAY_RECORD_EVERY`` selections, as at 200
   events a second (a commit of two or three messages; a recording every 50 ms). The
-  ingest stores all the messages in the set-up, so the step counts the relay alone;
+  ingest stores all the messages in the set-up, so the step counts the relay alone. This
+  is the relay of a process that does not ingest (``run --only relay``);
+- ``relay-handed``: the same for a relay in the ingest's process, which is handed the
+  rows each ingest commit wrote (``OutboxRelay.hand``) and selects due rows only every
+  ``RELAY_SELECT_EVERY`` commits (its 0.2 s poll at 200 events a second), per message;
 - ``open``: the MASH opening its disclosures (``DisclosureOpener.open``), per disclosure;
 - ``intake``: ``IntakeConsumer.store_many`` of opened disclosures in transactions of
   ``--batch`` (inbox, replay store, alert, audit, triage), per transaction; each alert a
@@ -73,11 +77,13 @@ from broker.policy import load_agreement  # noqa: E402
 from broker.service import Service  # noqa: E402
 from broker.settings import CryptoSettings, DatabaseSettings, Settings  # noqa: E402
 
-STEPS = ("prepare", "ingest", "relay", "open", "intake", "intake-episodes")
+STEPS = ("prepare", "ingest", "relay", "relay-handed", "open", "intake", "intake-episodes")
 #: Steps whose unit is a transaction of ``--batch`` messages.
-BATCHED = frozenset({"ingest", "relay", "intake", "intake-episodes"})
+BATCHED = frozenset({"ingest", "relay", "relay-handed", "intake", "intake-episodes"})
 #: Selections of due rows between two recordings in the ``relay`` step.
 RELAY_RECORD_EVERY = 5
+#: Ingest commits between two selections of due rows in the ``relay-handed`` step.
+RELAY_SELECT_EVERY = 13
 #: The police party the benchmark's messages come from (``bench/agreement.yaml``).
 SOURCE = "tvp-police"
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
@@ -110,6 +116,8 @@ def _ingest_side(service: Service, step: str, count: int, total: int, batch: int
     prepared = [ingestor.prepare("police", raw, SOURCE, received_at=now) for raw in raws]
     if step == "relay":
         return _relay(service, ingestor, prepared, count, batch)
+    if step == "relay-handed":
+        return _relay_handed(service, ingestor, prepared, count, batch)
     shared = 0
     for start in range(0, count, batch):
         results = ingestor.store_prepared(prepared[start : start + batch])
@@ -130,7 +138,7 @@ def _relay(
     in_flight: list[Any] = []
     selected = recorded = 0
     for selection in range(1, count // batch + 1):
-        rows = relay._due_rows(frozenset(row.id for row in in_flight))
+        rows = relay._due_rows(frozenset(row.jti for row in in_flight))
         in_flight.extend(rows)
         selected += len(rows)
         if selection % RELAY_RECORD_EVERY == 0 or selection == count // batch:
@@ -138,6 +146,42 @@ def _relay(
             recorded += relay._record(in_flight, outcomes).sent
             in_flight = []
     return f"relay: {count} messages, {selected} rows selected, {recorded} recorded sent"
+
+
+def _relay_handed(
+    service: Service, ingestor: Ingestor, prepared: list[PreparedMessage], count: int, batch: int
+) -> str:
+    stored = [
+        item.stored_outbox(result)
+        for start in range(0, len(prepared), batch)
+        for item, result in zip(
+            prepared[start : start + batch],
+            ingestor.store_prepared(prepared[start : start + batch]),
+            strict=True,
+        )
+    ]
+    rows_a_message = len(prepared[0].batch.outbox)
+    relay = OutboxRelay(service, cast(Publisher, None), batch_size=rows_a_message * batch)
+    in_flight: list[Any] = []
+    handed = selected = recorded = 0
+    for commit in range(1, count // batch + 1):
+        for rows in stored[(commit - 1) * batch : commit * batch]:
+            relay.hand(rows)
+        taken, relay._handed = relay._handed, []
+        in_flight.extend(taken)
+        handed += len(taken)
+        if commit % RELAY_SELECT_EVERY == 0:
+            # At 200/s every committed row is handed over, so the selection finds none
+            # in the service; here it finds later messages' rows, which are left alone.
+            selected += len(relay._due_rows(frozenset(row.jti for row in in_flight)))
+        if commit % RELAY_RECORD_EVERY == 0 or commit == count // batch:
+            outcomes = [PublishResult(row.jti, PublishStatus.CONFIRMED) for row in in_flight]
+            recorded += relay._record(in_flight, outcomes).sent
+            in_flight = []
+    return (
+        f"relay-handed: {count} messages, {handed} rows handed over, {selected} selected "
+        f"by the poll, {recorded} recorded sent"
+    )
 
 
 def _intake_side(service: Service, step: str, count: int, total: int, batch: int) -> str:
@@ -164,7 +208,7 @@ def run_step(step: str, count: int, total: int, batch: int) -> str:
     the first ``count`` of them; what it did, in a line."""
     configure_logging("warning")
     workdir = Path(tempfile.mkdtemp(prefix="mash-instructions-"))
-    ingest_side = step in ("prepare", "ingest", "relay")
+    ingest_side = step in ("prepare", "ingest", "relay", "relay-handed")
     try:
         if ingest_side:
             service = _service(workdir, bench_pipeline.AGREEMENT, bench_pipeline.SERVICE_PARTY)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from adapters import get_adapter
 from broker.batching import Batcher
 from broker.exceptions import TransportError
 from broker.logging import get_logger
 from broker.messaging import Consumer, ReceivedMessage, RejectMessage, RetryLater
-from broker.pipeline import Ingestor, IngestResult, PreparedMessage
+from broker.pipeline import Ingestor, IngestResult, OnStored, PreparedMessage
 from broker.preparers import PrepareProcessDied, PrepareProcesses
 from broker.service import Service
 from broker.topology import ingest_queue_name
@@ -59,7 +59,7 @@ class IngestWorker:
         service: Service,
         adapter_name: str,
         *,
-        on_stored: Callable[[], None] | None = None,
+        on_stored: OnStored | None = None,
         max_batch: int | None = None,
         preparers: PrepareProcesses | None = None,
     ) -> None:
@@ -68,8 +68,8 @@ class IngestWorker:
         Args:
             service: the loaded service.
             adapter_name: the adapter whose ingest queue to consume.
-            on_stored: called (on the event loop) after a commit that wrote outbox rows,
-                e.g. to wake the relay at once instead of at its next poll.
+            on_stored: told (on the event loop) the outbox rows each commit wrote, e.g.
+                to hand them to the relay, which publishes them at once.
             max_batch: the most messages per transaction; the consumer prefetch if None.
             preparers: prepare processes (``amqp.prepare_processes``) to translate, decide
                 and seal in; threads of this process if None, or if none is ready.
@@ -100,8 +100,8 @@ class IngestWorker:
         except TransportError as exc:
             _log.warning("ingest_deferred", adapter=self._adapter, error=exc.code)
             raise RetryLater("database_unavailable") from exc
-        if result.disclosures and self._on_stored is not None:
-            self._on_stored()
+        if self._on_stored is not None and (rows := prepared.stored_outbox(result)):
+            self._on_stored(rows)
         if result.rejected and not result.duplicate:
             raise RejectMessage("adapter_error")
 

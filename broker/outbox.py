@@ -4,11 +4,20 @@ A row is marked ``sent`` only once RabbitMQ confirmed it. An unroutable row (no 
 for its routing key) stays ``pending`` with ``last_error='unroutable'`` and is retried with
 back-off while an error is logged: never a silent drop. A crash between publish and commit
 republishes the row; consumers make that harmless with their inbox.
+
+Rows are found two ways. A writer in the relay's own process hands it the rows it has just
+committed (``hand``): they are published without being selected again. Every poll interval
+the relay also selects due rows from the table, which finds rows committed by other
+processes, rows handed to a relay that stopped before publishing them, and rows whose retry
+time has come. A row is keyed by its ``jti`` (unique in the table) throughout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,7 +46,6 @@ _RETRY_AFTER = (1, 2, 5, 10, 30, 60)
 _OUTBOX = SQLModel.metadata.tables[OutboxMessage.__tablename__]
 _DUE = (
     select(
-        _OUTBOX.c.id,
         _OUTBOX.c.recipient,
         _OUTBOX.c.exchange,
         _OUTBOX.c.routing_key,
@@ -53,10 +61,10 @@ _DUE = (
     .limit(bindparam("limit", type_=Integer))
 )
 #: Due rows but those in flight (published, their outcome not yet committed).
-_DUE_BUT = _DUE.where(_OUTBOX.c.id.not_in(bindparam("exclude", expanding=True)))
+_DUE_BUT = _DUE.where(_OUTBOX.c.jti.not_in(bindparam("exclude", expanding=True)))
 _MARK_SENT = (
     update(_OUTBOX)
-    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .where(_OUTBOX.c.jti.in_(bindparam("jtis", expanding=True)))
     .values(
         status=OutboxStatus.SENT,
         sent_at=bindparam("now", type_=_OUTBOX.c.sent_at.type),
@@ -66,7 +74,7 @@ _MARK_SENT = (
 )
 _MARK_UNSENT = (
     update(_OUTBOX)
-    .where(_OUTBOX.c.id == bindparam("row_id"))
+    .where(_OUTBOX.c.jti == bindparam("row_jti"))
     .values(
         attempts=bindparam("attempts"),
         last_error=bindparam("error"),
@@ -87,7 +95,6 @@ class RelayReport:
 
 @dataclass(frozen=True)
 class _Row:
-    id: int
     recipient: str
     exchange: str
     routing_key: str
@@ -133,19 +140,55 @@ class OutboxRelay:
         # Rows published whose outcome could not be recorded (the database went away after
         # the publish): recorded first on the next pass instead of published again.
         self._unrecorded: tuple[list[_Row], list[PublishResult]] | None = None
-        # Ids of rows published whose outcome is not yet committed: never selected again
-        # meanwhile (a second publish would be harmless, but is work and noise).
-        self._in_flight: set[int] = set()
+        # The jtis of rows published whose outcome is not yet committed: never selected
+        # again meanwhile (a second publish would be harmless, but is work and noise).
+        self._in_flight: set[str] = set()
         # Outcomes waiting for the recording under way to end; recorded together then.
         self._to_record: list[tuple[_Row, PublishResult]] = []
         self._recording: asyncio.Task[None] | None = None
+        # Rows handed over by this process's writers, not yet published.
+        self._handed: list[_Row] = []
+        # The jtis of the rows published last (a few batches' worth), so that a row both
+        # selected and handed over (committed just as a selection ran) goes out once.
+        self._published: deque[str] = deque(maxlen=4 * batch_size)
+        self._published_set: set[str] = set()
+        # When the next pass selects due rows from the table, on the monotonic clock;
+        # passes before it publish what was handed over.
+        self._select_at = 0.0
+        self._select_every = 0.2
 
     def wake(self) -> None:
-        """Start the next pass now: rows were just committed by this process.
+        """Start the next pass now: rows were just committed (by another part, say).
 
-        Without it the relay finds new rows at its next poll; an ingest worker in the same
-        process calls it after each commit, so a disclosure waits for no timer.
+        Without it the relay finds new rows at its next poll.
         """
+        self._wakeup.set()
+
+    def hand(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Publish ``rows`` in the next pass: outbox rows this process has just committed.
+
+        Each is a mapping of the table's columns (``recipient``, ``exchange``,
+        ``routing_key``, ``token``, ``jti``; ``attempts`` 0 if absent). They are published
+        without being selected from the table again, so a disclosure waits for no
+        selection; if the relay stops first they stay pending and a later selection finds
+        them. Call on the relay's event loop, only after the rows' commit.
+        """
+        for row in rows:
+            jti = str(row["jti"])
+            if jti in self._in_flight or jti in self._published_set:
+                continue
+            routing_key = str(row["routing_key"])
+            self._handed.append(
+                _Row(
+                    recipient=str(row["recipient"]),
+                    exchange=str(row["exchange"]),
+                    routing_key=routing_key,
+                    token=str(row["token"]),
+                    jti=jti,
+                    event_type=_event_type(routing_key),
+                    attempts=int(row.get("attempts") or 0),
+                )
+            )
         self._wakeup.set()
 
     async def run_once(self) -> RelayReport:
@@ -176,9 +219,11 @@ class OutboxRelay:
         returns, every outcome it published is recorded (or kept for the next pass if the
         database is unavailable).
 
-        The poll (``idle_seconds``) finds rows committed by other processes and rows whose
-        retry time has come.
+        Rows handed over (``hand``) are published as they come. At least every
+        ``idle_seconds`` a pass selects due rows from the table instead: rows committed by
+        other processes, and rows whose retry time has come.
         """
+        self._select_every = idle_seconds
         try:
             while not stop.is_set():
                 # Cleared before the pass: a wake-up during it means rows it may have missed.
@@ -212,19 +257,33 @@ class OutboxRelay:
         if self._unrecorded is not None:
             await self._recorded()
             kept = await self._record_kept(self._record_thread)
-            self._in_flight.difference_update(row.id for row in kept)
+            self._in_flight.difference_update(row.jti for row in kept)
         if len(self._in_flight) >= self._batch_size:
             # Recording lags behind publishing: let it catch up (this bounds the rows
-            # in flight, and the ids the next select leaves out).
+            # in flight, and the jtis the next select leaves out).
             await self._recorded()
-        # The set as it is before the select starts: a row whose outcome commits while the
-        # select runs may still read as pending there, and is left out by this.
-        exclude = frozenset(self._in_flight)
-        rows = await loop.run_in_executor(self._thread, self._due_rows, exclude)
+        if self._handed and time.monotonic() < self._select_at:
+            rows = self._handed[: self._batch_size]
+            del self._handed[: self._batch_size]
+        else:
+            # The set as it is before the select starts: a row whose outcome commits while
+            # the select runs may still read as pending there, and is left out by this.
+            exclude = frozenset(self._in_flight)
+            rows = await loop.run_in_executor(self._thread, self._due_rows, exclude)
+            self._select_at = time.monotonic() + self._select_every
+            if self._handed:
+                # Committed before the selection read them: published once, as selected.
+                selected = {row.jti for row in rows}
+                self._handed = [row for row in self._handed if row.jti not in selected]
         if not rows:
             return 0
         results = await self._publisher.publish_batch(self._messages(rows))
-        self._in_flight.update(row.id for row in rows)
+        self._in_flight.update(row.jti for row in rows)
+        for row in rows:
+            if len(self._published) == self._published.maxlen:
+                self._published_set.discard(self._published[0])
+            self._published.append(row.jti)
+            self._published_set.add(row.jti)
         self._to_record.extend(zip(rows, results, strict=True))
         if self._recording is None or self._recording.done():
             self._recording = asyncio.create_task(self._record_pending(), name="outbox record")
@@ -271,7 +330,7 @@ class OutboxRelay:
                 continue
             except Exception:  # noqa: BLE001 - the rows stay pending: published again
                 _log.exception("relay_record_failed", rows=len(rows))
-            self._in_flight.difference_update(row.id for row in rows)
+            self._in_flight.difference_update(row.jti for row in rows)
 
     async def _recorded(self) -> None:
         """Wait for the recording under way, if any."""
@@ -291,7 +350,7 @@ class OutboxRelay:
             for row in rows
         ]
 
-    def _due_rows(self, exclude: frozenset[int] = frozenset()) -> list[_Row]:
+    def _due_rows(self, exclude: frozenset[str] = frozenset()) -> list[_Row]:
         parameters: dict[str, Any] = {"now": datetime.now(UTC), "limit": self._batch_size}
         if exclude:
             parameters["exclude"] = list(exclude)
@@ -299,14 +358,13 @@ class OutboxRelay:
             found = session.connection().execute(_DUE_BUT if exclude else _DUE, parameters).all()
         return [
             _Row(
-                id=r[0],
-                recipient=r[1],
-                exchange=r[2],
-                routing_key=r[3],
-                token=r[4],
-                jti=r[5],
-                event_type=r[3].split(".", 1)[1] if "." in r[3] else "unknown",
-                attempts=r[6],
+                recipient=r[0],
+                exchange=r[1],
+                routing_key=r[2],
+                token=r[3],
+                jti=r[4],
+                event_type=_event_type(r[2]),
+                attempts=r[5],
             )
             for r in found
         ]
@@ -324,8 +382,7 @@ class OutboxRelay:
                     kind=AuditKind.PUBLISHED,
                     recipient=row.recipient,
                     jti=row.jti,
-                    detail=f"outbox_id={row.id} exchange={row.exchange} "
-                    f"routing_key={row.routing_key}",
+                    detail=f"exchange={row.exchange} routing_key={row.routing_key}",
                 )
             )
             for row in sent
@@ -333,13 +390,13 @@ class OutboxRelay:
         with gated_session(self._service.sessions) as session:
             connection = session.connection()
             if sent:
-                connection.execute(_MARK_SENT, {"ids": [row.id for row in sent], "now": now})
+                connection.execute(_MARK_SENT, {"jtis": [row.jti for row in sent], "now": now})
             for row, result in unsent:
                 delay = _RETRY_AFTER[min(row.attempts, len(_RETRY_AFTER) - 1)]
                 connection.execute(
                     _MARK_UNSENT,
                     {
-                        "row_id": row.id,
+                        "row_jti": row.jti,
                         "attempts": row.attempts + 1,
                         "error": result.status.value,
                         "retry_at": now + timedelta(seconds=delay),
@@ -351,7 +408,7 @@ class OutboxRelay:
             # An alarm, not a drop: the row stays pending and is retried.
             _log.error(
                 "outbox_not_published",
-                outbox_id=row.id,
+                jti=row.jti,
                 recipient=row.recipient,
                 routing_key=row.routing_key,
                 status=result.status.value,
@@ -360,6 +417,11 @@ class OutboxRelay:
         return RelayReport(
             taken=len(rows), sent=len(sent), unroutable=unroutable, failed=len(unsent) - unroutable
         )
+
+
+def _event_type(routing_key: str) -> str:
+    """The event type a disclosure's routing key (``recipient.event_type``) names."""
+    return routing_key.split(".", 1)[1] if "." in routing_key else "unknown"
 
 
 def outbox_backlog(service: Service) -> int:

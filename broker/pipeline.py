@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -46,6 +46,7 @@ from schemas.common import is_valid_nhs_number
 __all__ = [
     "IngestResult",
     "Ingestor",
+    "OnStored",
     "PreparedMessage",
     "StoreHook",
     "kept_copy",
@@ -53,6 +54,11 @@ __all__ = [
 ]
 
 _log = get_logger("pipeline")
+
+#: Told (on the event loop) the outbox rows a commit has just written, each a mapping of
+#: the table's columns (``PreparedMessage.stored_outbox``): the relay in the same process
+#: publishes them without selecting them (``OutboxRelay.hand``).
+OnStored = Callable[[Sequence[Mapping[str, Any]]], None]
 
 
 # A batch's rows by one INSERT a table, compiled once and handed to the driver (the ORM's
@@ -143,6 +149,14 @@ class PreparedMessage:
     def dedup_key(self) -> tuple[str, str]:
         """The inbox (consumer, message id) that marks these bytes from this source as seen."""
         return (_inbox_consumer(self.channel, self.source), self.digest)
+
+    def stored_outbox(self, result: IngestResult) -> list[dict[str, Any]]:
+        """The outbox rows committed, if ``result`` (storing this message) committed any.
+
+        ``store_prepared`` answers a stored message with its own ``result``; a duplicate,
+        a replay or a message held back gets another, and none of its rows were written.
+        """
+        return self.batch.outbox if result is self.result else []
 
 
 class Ingestor:

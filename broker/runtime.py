@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -141,7 +141,7 @@ class Runtime:
         if "ingest" in self.parts:
             for adapter in ADAPTER_NAMES:
                 worker = IngestWorker(
-                    self.service, adapter, on_stored=self._wake_relay, preparers=amqp_preparers
+                    self.service, adapter, on_stored=self._hand_relay, preparers=amqp_preparers
                 )
                 self.consumers.append(worker.consumer)
         if "intake" in self.parts:
@@ -250,7 +250,7 @@ class Runtime:
         config = uvicorn.Config(
             create_app(
                 self.service,
-                on_stored=self._wake_relay,
+                on_stored=self._hand_relay,
                 preparers=self.preparers if api.prepare_processes > 0 else None,
             ),
             host=api.host,
@@ -272,10 +272,10 @@ class Runtime:
             await asyncio.sleep(0.02)
         _log.info("api_listening", host=api.host, port=api.port, tls=api.tls_certfile is not None)
 
-    def _wake_relay(self) -> None:
-        """New outbox rows were committed: the relay (if it runs here) publishes them now."""
+    def _hand_relay(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Outbox rows were just committed: the relay (if it runs here) publishes them now."""
         if self.relay is not None:
-            self.relay.wake()
+            self.relay.hand(rows)
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(work, name=name))

@@ -125,6 +125,11 @@ def test_the_other_benchmarks_run(command: list[str]) -> None:
         ("prepare", "prepare: 6 messages, 12 disclosures sealed"),
         ("ingest", "ingest: 6 messages stored, 12 disclosures in the outbox"),
         ("relay", "relay: 6 messages, 12 rows selected, 12 recorded sent"),
+        (
+            "relay-handed",
+            "relay-handed: 6 messages, 12 rows handed over, 0 selected by the poll, "
+            "12 recorded sent",
+        ),
         ("open", "open: 6 disclosures opened"),
         ("intake", "intake: 6 alerts stored"),
         ("intake-episodes", "intake-episodes: 6 alerts stored"),

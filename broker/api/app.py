@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -14,6 +14,7 @@ from broker.api.middleware import SecurityMiddleware
 from broker.api.routes import ROUTERS
 from broker.api.routes.asyncapi import package_version
 from broker.api.routes.ingest import body_limit_for
+from broker.pipeline import OnStored
 from broker.preparers import PrepareProcesses
 from broker.service import Service
 
@@ -33,7 +34,7 @@ def create_app(
     *,
     staff_verifier: StaffVerifier | None = None,
     accounts: AccountStore | None = None,
-    on_stored: Callable[[], None] | None = None,
+    on_stored: OnStored | None = None,
     preparers: PrepareProcesses | None = None,
 ) -> FastAPI:
     """The HTTP API of ``service``.
@@ -43,8 +44,8 @@ def create_app(
         staff_verifier: the deployment's identity provider for staff (``StaffVerifier``);
             the local account store when omitted.
         accounts: the local account store to use (the default hashes with argon2id).
-        on_stored: called (on the event loop) after an ingest commit that wrote outbox
-            rows, e.g. to wake the outbox relay running in the same process.
+        on_stored: told (on the event loop) the outbox rows each ingest commit wrote,
+            e.g. to hand them to the outbox relay running in the same process.
         preparers: prepare processes shared with the rest of the service (started and
             closed by their owner), used when ``api.prepare_processes`` is set, instead of
             the API starting its own.

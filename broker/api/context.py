@@ -7,7 +7,6 @@ import contextlib
 import contextvars
 import functools
 import hashlib
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,7 +32,7 @@ from broker.db import DbReplayStore, gate_if_free, gated_session
 from broker.exceptions import BrokerError, ReplayDetected
 from broker.logging import get_logger
 from broker.messaging import AMQP_ERRORS, connect
-from broker.pipeline import Ingestor, IngestResult, PreparedMessage
+from broker.pipeline import Ingestor, IngestResult, OnStored, PreparedMessage
 from broker.preparers import PrepareProcessDied, PrepareProcesses
 from broker.replay import MemoryReplayStore
 from broker.service import Service
@@ -94,9 +93,9 @@ class ApiContext:
     login_limiter: RateLimiter
     metrics: ApiMetrics
     agreement_sha256: str
-    #: Called (on the event loop) after an ingest commit that wrote outbox rows, e.g. to
-    #: wake the outbox relay running in the same process.
-    on_stored: Callable[[], None] | None = None
+    #: Told (on the event loop) the outbox rows each ingest commit wrote, e.g. to hand
+    #: them to the outbox relay running in the same process.
+    on_stored: OnStored | None = None
     #: The client assertion ids this process saw remembered, until they expire: a reuse
     #: is refused before any work. Memory grows with the assertions accepted within one
     #: assertion lifetime (a few hundred bytes each).
@@ -126,7 +125,7 @@ class ApiContext:
         *,
         staff_verifier: StaffVerifier | None = None,
         accounts: AccountStore | None = None,
-        on_stored: Callable[[], None] | None = None,
+        on_stored: OnStored | None = None,
         preparers: PrepareProcesses | None = None,
     ) -> ApiContext:
         """Wire the API's parts from a loaded service.
@@ -136,7 +135,7 @@ class ApiContext:
             staff_verifier: the deployment's identity provider; the local account store's
                 tokens when omitted.
             accounts: the local account store (e.g. with a cheaper hasher in tests).
-            on_stored: called after an ingest commit that wrote outbox rows.
+            on_stored: told the outbox rows each ingest commit wrote.
             preparers: prepare processes the service shares (its own are not started).
         """
         api = service.settings.api

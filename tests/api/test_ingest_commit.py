@@ -58,13 +58,16 @@ def service(db_url: str, api_keys: Path) -> Iterator[Service]:
 
 
 @pytest.fixture
-def wakes() -> list[int]:
+def handed() -> list[list[str]]:
+    """The jtis of the outbox rows each ``on_stored`` call handed over."""
     return []
 
 
 @pytest.fixture
-def app(service: Service, wakes: list[int]) -> FastAPI:
-    return create_app(service, on_stored=lambda: wakes.append(1))
+def app(service: Service, handed: list[list[str]]) -> FastAPI:
+    return create_app(
+        service, on_stored=lambda rows: handed.append([str(row["jti"]) for row in rows])
+    )
 
 
 @pytest.fixture
@@ -157,8 +160,17 @@ class _Commits:
 # --------------------------------------------------------------------------- one commit
 
 
+def _outbox_jtis(service: Service) -> list[str]:
+    with session_scope(service.sessions) as session:
+        found = session.execute(select(col(OutboxMessage.jti)).order_by(col(OutboxMessage.id)))
+        return [str(jti) for jti in found.scalars()]
+
+
 async def test_an_accepted_request_commits_once(
-    http: httpx.AsyncClient, service: Service, assertion: AssertionMaker, wakes: list[int]
+    http: httpx.AsyncClient,
+    service: Service,
+    assertion: AssertionMaker,
+    handed: list[list[str]],
 ) -> None:
     token = assertion()
     with _Commits(service.engine) as commits:
@@ -170,7 +182,18 @@ async def test_an_accepted_request_commits_once(
     assert _remembered(service, _replay_id(PARTY, token))
     assert _count(service, RawMessage) == 1
     assert _count(service, OutboxMessage) > 0
-    assert wakes == [1]  # the relay hook heard of the new outbox rows
+    # The relay hook was handed exactly the rows committed, once.
+    assert handed == [_outbox_jtis(service)]
+
+
+async def test_a_duplicate_hands_the_relay_nothing(
+    http: httpx.AsyncClient, assertion: AssertionMaker, handed: list[list[str]]
+) -> None:
+    first = await http.post(POLICE, content=_police(1), headers=_auth(assertion()))
+    again = await http.post(POLICE, content=_police(1), headers=_auth(assertion()))
+    assert first.status_code == again.status_code == 202, again.text
+    assert again.json()["duplicate"] is True
+    assert len(handed) == 1  # the second request stored nothing, and handed nothing
 
 
 async def test_a_rejected_message_commits_once_and_remembers_its_assertion(

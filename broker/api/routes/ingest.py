@@ -186,8 +186,8 @@ async def _ingest(
     if result.replayed:
         raise await pending.refuse_replay(request)
     pending.remembered_in_transaction()
-    if result.disclosures and context.on_stored is not None:
-        context.on_stored()
+    if context.on_stored is not None and (rows := prepared.stored_outbox(result)):
+        context.on_stored(rows)
     return result
 
 

@@ -162,7 +162,7 @@ _LOOKUPS: list[tuple[str, Any, str, str]] = [
     ),
     (
         "relay: due rows but those in flight",
-        outbox._DUE_BUT.params(now=_A_TIME, limit=500, exclude=[1, 2]),
+        outbox._DUE_BUT.params(now=_A_TIME, limit=500, exclude=["jti-1", "jti-2"]),
         "outbox",
         "ix_outbox_status_id",
     ),
