@@ -148,10 +148,12 @@ class OutboxRelay:
         self._recording: asyncio.Task[None] | None = None
         # Rows handed over by this process's writers, not yet published.
         self._handed: list[_Row] = []
-        # The jtis of the rows published last (a few batches' worth), so that a row both
-        # selected and handed over (committed just as a selection ran) goes out once.
-        self._published: deque[str] = deque(maxlen=4 * batch_size)
-        self._published_set: set[str] = set()
+        # The jtis of the rows taken to be published last (a few batches' worth), so that
+        # a row both selected and handed over (committed just as a selection ran, handed
+        # over once the selection had read it, even while it is being published) goes
+        # out once.
+        self._taken: deque[str] = deque(maxlen=4 * batch_size)
+        self._taken_set: set[str] = set()
         # When the next pass selects due rows from the table, on the monotonic clock;
         # passes before it publish what was handed over.
         self._select_at = 0.0
@@ -175,7 +177,7 @@ class OutboxRelay:
         """
         for row in rows:
             jti = str(row["jti"])
-            if jti in self._in_flight or jti in self._published_set:
+            if jti in self._in_flight or jti in self._taken_set:
                 continue
             routing_key = str(row["routing_key"])
             self._handed.append(
@@ -277,13 +279,15 @@ class OutboxRelay:
                 self._handed = [row for row in self._handed if row.jti not in selected]
         if not rows:
             return 0
+        # Before the publish, which yields: a writer may hand over these rows meanwhile.
+        # A row whose publish fails stays pending, for the next selection to find.
+        for row in rows:
+            if len(self._taken) == self._taken.maxlen:
+                self._taken_set.discard(self._taken[0])
+            self._taken.append(row.jti)
+            self._taken_set.add(row.jti)
         results = await self._publisher.publish_batch(self._messages(rows))
         self._in_flight.update(row.jti for row in rows)
-        for row in rows:
-            if len(self._published) == self._published.maxlen:
-                self._published_set.discard(self._published[0])
-            self._published.append(row.jti)
-            self._published_set.add(row.jti)
         self._to_record.extend(zip(rows, results, strict=True))
         if self._recording is None or self._recording.done():
             self._recording = asyncio.create_task(self._record_pending(), name="outbox record")

@@ -108,9 +108,11 @@ async def test_handed_rows_are_published_without_a_selection(service: Service) -
     assert _published(service) == Counter(handed)
 
 
-@pytest.mark.parametrize("order", ["selected-then-handed", "handed-then-selected"])
+@pytest.mark.parametrize(
+    "order", ["selected-then-handed", "handed-while-publishing", "handed-then-selected"]
+)
 async def test_a_row_both_selected_and_handed_is_published_once(
-    service: Service, order: str
+    service: Service, order: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await ensure_topology(service.settings.amqp, service.topology)
     ingestor = Ingestor(service)
@@ -120,6 +122,16 @@ async def test_a_row_both_selected_and_handed_is_published_once(
         channel = await connection.channel()
         relay = OutboxRelay(service, publisher)
         rows = _store(ingestor, _police_samples()[0])
+        publish_batch = publisher.publish_batch
+
+        async def publishing(messages: Any) -> Any:
+            if order == "handed-while-publishing" and not relay._handed:
+                # The writer's commit was read by the selection; the writer hands the
+                # rows over only now, while the selection's publish waits for confirms.
+                relay.hand(rows)
+            return await publish_batch(messages)
+
+        monkeypatch.setattr(publisher, "publish_batch", publishing)
         if order == "handed-then-selected":
             # Handed over before the relay's first pass, which selects: the selection
             # finds the same rows, and the handed copies are dropped.
