@@ -283,6 +283,8 @@ def entry_hash(entry: AuditEntry | Mapping[Any, Any]) -> str:
 #: Stand-ins for the three values only the chain gives an entry, in a draft's canonical
 #: text. Random per process, so that no recorded value can be mistaken for one.
 _CHAIN_SLOTS = {name: f"\x00{name}-{secrets.token_hex(8)}" for name in ("at", "prev_hash", "seq")}
+#: Each stand-in as the canonical text writes it.
+_CHAIN_MARKERS = {name: json.dumps(slot, ensure_ascii=False) for name, slot in _CHAIN_SLOTS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,13 +313,12 @@ def draft(record: AuditRecord) -> EntryDraft:
         ensure_ascii=False,
         default=str,
     )
-    markers = {name: json.dumps(slot, ensure_ascii=False) for name, slot in _CHAIN_SLOTS.items()}
-    found = sorted((text.index(marker), name) for name, marker in markers.items())
+    found = sorted((text.index(marker), name) for name, marker in _CHAIN_MARKERS.items())
     pieces: list[str] = []
     start = 0
     for position, name in found:
         pieces.append(text[start:position])
-        start = position + len(markers[name])
+        start = position + len(_CHAIN_MARKERS[name])
     pieces.append(text[start:])
     return EntryDraft(values=values, pieces=tuple(pieces), slots=tuple(n for _, n in found))
 
