@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import aio_pika
@@ -74,6 +74,22 @@ def _published(service: Service) -> Counter[str]:
         )
 
 
+def _each_published_once(service: Service, rows: Sequence[Mapping[str, Any]]) -> bool:
+    return _published(service) == Counter(str(row["jti"]) for row in rows)
+
+
+@asynccontextmanager
+async def _running(relay: OutboxRelay, *, idle_seconds: float) -> AsyncIterator[None]:
+    """``relay`` running meanwhile; stopped (its outcomes recorded) on the way out."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop, idle_seconds=idle_seconds))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
 async def _on_queues(channel: aio_pika.abc.AbstractChannel, service: Service) -> int:
     total = 0
     for queue in set(service.topology.recipient_queues.values()):
@@ -85,27 +101,22 @@ async def _on_queues(channel: aio_pika.abc.AbstractChannel, service: Service) ->
 async def test_handed_rows_are_published_without_a_selection(service: Service) -> None:
     await ensure_topology(service.settings.amqp, service.topology)
     ingestor = Ingestor(service)
-    stop = asyncio.Event()
+    handed: list[Mapping[str, Any]] = []
     connection = await aio_pika.connect(service.settings.amqp.url.get_secret_value())
     async with connection, Publisher(service.settings.amqp) as publisher:
         channel = await connection.channel()
         relay = OutboxRelay(service, publisher)
-        task = asyncio.create_task(relay.run(stop, idle_seconds=60))
-        try:
+        async with _running(relay, idle_seconds=60):
             await asyncio.sleep(0.3)  # its first pass selected (nothing): the next in a minute
-            handed: list[str] = []
             with _outbox_selections(service) as selections:
                 for raw in _police_samples():
                     rows = _store(ingestor, raw)
-                    handed += [str(row["jti"]) for row in rows]
+                    handed += rows
                     relay.hand(rows)
                 await eventually(lambda: outbox_backlog(service) == 0, within=10)
             assert selections == []
             assert await _on_queues(channel, service) == len(handed)
-        finally:
-            stop.set()
-            await task
-    assert _published(service) == Counter(handed)
+    assert _each_published_once(service, handed)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +127,6 @@ async def test_a_row_both_selected_and_handed_is_published_once(
 ) -> None:
     await ensure_topology(service.settings.amqp, service.topology)
     ingestor = Ingestor(service)
-    stop = asyncio.Event()
     connection = await aio_pika.connect(service.settings.amqp.url.get_secret_value())
     async with connection, Publisher(service.settings.amqp) as publisher:
         channel = await connection.channel()
@@ -136,8 +146,7 @@ async def test_a_row_both_selected_and_handed_is_published_once(
             # Handed over before the relay's first pass, which selects: the selection
             # finds the same rows, and the handed copies are dropped.
             relay.hand(rows)
-        task = asyncio.create_task(relay.run(stop, idle_seconds=60))
-        try:
+        async with _running(relay, idle_seconds=60):
             await eventually(lambda: outbox_backlog(service) == 0, within=10)
             if order == "selected-then-handed":
                 # The selection published them before the writer got round to handing
@@ -145,34 +154,24 @@ async def test_a_row_both_selected_and_handed_is_published_once(
                 relay.hand(rows)
             await asyncio.sleep(0.3)
             assert await _on_queues(channel, service) == len(rows)
-        finally:
-            stop.set()
-            await task
-    assert _published(service) == Counter(str(row["jti"]) for row in rows)
+    assert _each_published_once(service, rows)
 
 
 async def test_rows_handed_to_a_relay_that_stops_are_found_by_the_next(
     service: Service,
 ) -> None:
     await ensure_topology(service.settings.amqp, service.topology)
-    ingestor = Ingestor(service)
-    rows = _store(ingestor, _police_samples()[0])
-    stop = asyncio.Event()
-    stop.set()
+    rows = _store(Ingestor(service), _police_samples()[0])
+    stopped = asyncio.Event()
+    stopped.set()
     async with Publisher(service.settings.amqp) as publisher:
         gone = OutboxRelay(service, publisher)
         gone.hand(rows)
-        await gone.run(stop)  # stopped before its first pass: nothing published
+        await gone.run(stopped)  # stopped before its first pass: nothing published
         assert outbox_backlog(service) == len(rows)
-        stop.clear()
-        relay = OutboxRelay(service, publisher)
-        task = asyncio.create_task(relay.run(stop, idle_seconds=60))
-        try:
+        async with _running(OutboxRelay(service, publisher), idle_seconds=60):
             await eventually(lambda: outbox_backlog(service) == 0, within=10)
-        finally:
-            stop.set()
-            await task
-    assert _published(service) == Counter(str(row["jti"]) for row in rows)
+    assert _each_published_once(service, rows)
 
 
 async def test_rows_of_other_writers_are_found_while_handed_rows_keep_coming(
@@ -183,14 +182,11 @@ async def test_rows_of_other_writers_are_found_while_handed_rows_keep_coming(
     await ensure_topology(service.settings.amqp, service.topology)
     ingestor = Ingestor(service)
     samples = _police_samples()
-    stop = asyncio.Event()
     async with Publisher(service.settings.amqp) as publisher:
         relay = OutboxRelay(service, publisher)
-        task = asyncio.create_task(relay.run(stop, idle_seconds=0.3))
-        try:
+        async with _running(relay, idle_seconds=0.3):
             await asyncio.sleep(0.1)  # its first pass selected (nothing)
-            other = _store(ingestor, samples[0])
-            others = {str(row["jti"]) for row in other}
+            others = {str(row["jti"]) for row in _store(ingestor, samples[0])}
             for n, raw in enumerate(samples[1:] * 8, start=1):
                 relay.hand(_store(ingestor, raw + b" " * n))  # new bytes: not duplicates
                 await asyncio.sleep(0.05)
@@ -198,7 +194,4 @@ async def test_rows_of_other_writers_are_found_while_handed_rows_keep_coming(
                     break
             assert others <= set(_published(service))
             await eventually(lambda: outbox_backlog(service) == 0, within=10)
-        finally:
-            stop.set()
-            await task
     assert set(_published(service).values()) == {1}
