@@ -146,8 +146,11 @@ class OutboxRelay:
         # Outcomes waiting for the recording under way to end; recorded together then.
         self._to_record: list[tuple[_Row, PublishResult]] = []
         self._recording: asyncio.Task[None] | None = None
-        # Rows handed over by this process's writers, not yet published.
+        # Rows handed over by this process's writers, not yet published: at most
+        # ``_handed_limit``, so that a stalled publish (a RabbitMQ alarm, say) does not
+        # gather tokens in memory; rows beyond it are left to the selection.
         self._handed: list[_Row] = []
+        self._handed_limit = 4 * batch_size
         # The jtis of the rows taken to be published last (a few batches' worth), so that
         # a row both selected and handed over (committed just as a selection ran, handed
         # over once the selection had read it, even while it is being published) goes
@@ -172,10 +175,13 @@ class OutboxRelay:
         Each is a mapping of the table's columns (``recipient``, ``exchange``,
         ``routing_key``, ``token``, ``jti``; ``attempts`` 0 if absent). They are published
         without being selected from the table again, so a disclosure waits for no
-        selection; if the relay stops first they stay pending and a later selection finds
-        them. Call on the relay's event loop, only after the rows' commit.
+        selection; if the relay stops first, or too many wait already, they stay pending
+        and a later selection finds them. Call on the relay's event loop, only after the
+        rows' commit.
         """
         for row in rows:
+            if len(self._handed) >= self._handed_limit:
+                break
             jti = str(row["jti"])
             if jti in self._in_flight or jti in self._taken_set:
                 continue

@@ -195,3 +195,19 @@ async def test_rows_of_other_writers_are_found_while_handed_rows_keep_coming(
             assert others <= set(_published(service))
             await eventually(lambda: outbox_backlog(service) == 0, within=10)
     assert set(_published(service).values()) == {1}
+
+
+async def test_rows_handed_beyond_the_limit_are_left_to_the_selection(service: Service) -> None:
+    # A relay whose publishing stalls is not handed tokens without end: past its limit
+    # (four batches) rows are not kept, and its selection publishes them later.
+    await ensure_topology(service.settings.amqp, service.topology)
+    ingestor = Ingestor(service)
+    rows = [row for raw in _police_samples() for row in _store(ingestor, raw)]
+    async with Publisher(service.settings.amqp) as publisher:
+        relay = OutboxRelay(service, publisher, batch_size=2)
+        relay.hand(rows)
+        assert len(rows) > 8
+        assert [row.jti for row in relay._handed] == [str(row["jti"]) for row in rows[:8]]
+        async with _running(relay, idle_seconds=0.1):
+            await eventually(lambda: outbox_backlog(service) == 0, within=20)
+    assert _each_published_once(service, rows)
