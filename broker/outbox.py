@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -155,8 +155,8 @@ class OutboxRelay:
         # a row both selected and handed over (committed just as a selection ran, handed
         # over once the selection had read it, even while it is being published) goes
         # out once.
-        self._taken: deque[str] = deque(maxlen=4 * batch_size)
-        self._taken_set: set[str] = set()
+        self._taken: OrderedDict[str, None] = OrderedDict()
+        self._taken_limit = 4 * batch_size
         # When the next pass selects due rows from the table, on the monotonic clock;
         # passes before it publish what was handed over.
         self._select_at = 0.0
@@ -183,7 +183,7 @@ class OutboxRelay:
             if len(self._handed) >= self._handed_limit:
                 break
             jti = str(row["jti"])
-            if jti in self._in_flight or jti in self._taken_set:
+            if jti in self._in_flight or jti in self._taken:
                 continue
             routing_key = str(row["routing_key"])
             self._handed.append(
@@ -288,10 +288,10 @@ class OutboxRelay:
         # Before the publish, which yields: a writer may hand over these rows meanwhile.
         # A row whose publish fails stays pending, for the next selection to find.
         for row in rows:
-            if len(self._taken) == self._taken.maxlen:
-                self._taken_set.discard(self._taken[0])
-            self._taken.append(row.jti)
-            self._taken_set.add(row.jti)
+            self._taken[row.jti] = None
+            self._taken.move_to_end(row.jti)
+        while len(self._taken) > self._taken_limit:
+            self._taken.popitem(last=False)
         results = await self._publisher.publish_batch(self._messages(rows))
         self._in_flight.update(row.jti for row in rows)
         self._to_record.extend(zip(rows, results, strict=True))

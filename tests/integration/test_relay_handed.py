@@ -200,6 +200,7 @@ async def test_rows_of_other_writers_are_found_while_handed_rows_keep_coming(
 async def test_rows_handed_beyond_the_limit_are_left_to_the_selection(service: Service) -> None:
     # A relay whose publishing stalls is not handed tokens without end: past its limit
     # (four batches) rows are not kept, and its selection publishes them later.
+    # ``_taken`` (the rows it took last, to drop what is handed over again) is bounded too.
     await ensure_topology(service.settings.amqp, service.topology)
     ingestor = Ingestor(service)
     rows = [row for raw in _police_samples() for row in _store(ingestor, raw)]
@@ -210,4 +211,6 @@ async def test_rows_handed_beyond_the_limit_are_left_to_the_selection(service: S
         assert [row.jti for row in relay._handed] == [str(row["jti"]) for row in rows[:8]]
         async with _running(relay, idle_seconds=0.1):
             await eventually(lambda: outbox_backlog(service) == 0, within=20)
+        # What it remembers having taken is bounded the same way.
+        assert len(relay._taken) == 8
     assert _each_published_once(service, rows)
