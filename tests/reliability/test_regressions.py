@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
+import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -65,12 +67,31 @@ def test_token_ids_never_hold_ten_digits_in_a_row() -> None:
     """About 1 in 500 random hex ids held a valid NHS number; the disclosure then failed
     its audit entry and the whole ingest with it. 50,000 draws: none has a 10-digit run."""
     ten_digits = re.compile(r"\d{10}")
+    shape = re.compile(r"[a-p]{12}[0-9a-f]{20}")
     for _ in range(50_000):
         jti = envelope._new_token_id()
-        assert len(jti) == 32
+        assert shape.fullmatch(jti), jti
         assert not ten_digits.search(jti)
-        assert int(jti, 16) >= 0
     _shared(envelope._new_token_id())
+
+
+def test_token_ids_sort_by_the_millisecond_they_were_made_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Time first, so that the tables keyed by token id grow at their indexes' end."""
+    made: list[tuple[int, str]] = []
+    for millisecond in (1, 15, 16, 255, 256, 2**40, 2**47 + 3, 2**48 - 1):
+        monkeypatch.setattr(time, "time_ns", lambda m=millisecond: m * 1_000_000)
+        made += [(millisecond, envelope._new_token_id()) for _ in range(3)]
+    for (earlier, first), (later, second) in itertools.pairwise(made):
+        if later > earlier:
+            assert first < second
+    # The time is the first 48 bits, read back from the letters.
+    assert [
+        int(jti[:12].translate(str.maketrans("abcdefghijklmnop", "0123456789abcdef")), 16)
+        for _, jti in made
+    ] == [m for m, _ in made]
+    assert len({jti for _, jti in made}) == len(made)
 
 
 # --- an outage must not use up the delivery limit ----------------------------------------------
